@@ -1,0 +1,441 @@
+//! Attribution: which domain class each sample belongs to, and which symbol.
+//!
+//! Stage: records → **attribution** → report. Input: a [`Sample`] and the VM it came from;
+//! output: an [`Attributed`] sample with its [`Class`] and [`Symbol`].
+//!
+//! The sample's cpumode decides the class, as `machines__find_for_cpumode` does in perf:
+//! - host kernel → hypervisor, split into KVM code (modules kvm, kvm_intel, kvm_amd, kvm_pvm,
+//!   or — for a KVM built into the kernel, as here — the symbol-name rule in
+//!   [`is_kvm_symbol`]) and the rest of the host kernel;
+//! - host user → the VMM (symbols from /proc/PID/maps and the mapped ELF files);
+//! - `PERF_RECORD_MISC_GUEST_KERNEL` / `GUEST_USER` → guest kernel / guest user, resolved
+//!   through the guest symbol map the user supplied for that VM (passive mode);
+//! - `PERF_RECORD_MISC_HYPERVISOR` → the hypervisor below the host kernel (Xen).
+//!
+//! Hosts that hide guest IPs: when the kernel does not tag guest-mode samples (PVM, or VMX/SVM
+//! without perf's guest callbacks), a vCPU thread's samples taken while the guest ran land in
+//! the host at the hypervisor's guest-interrupt path ([`GUEST_LANDING_SYMBOLS`]). Such samples
+//! are marked `landing`; the report counts them as guest time whose IP the host did not report
+//! (class [`Class::GuestHidden`]) when the run shows the situation, and never invents an IP.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use hvprof_symbols::{Kallsyms, ProcMaps, Symbolized, Symbolizer};
+use serde::{Deserialize, Serialize};
+
+use crate::record::{CpuMode, Sample};
+
+/// The domain class of a sample: the report's buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    /// Hypervisor: KVM code in the host kernel (kvm, kvm_intel, kvm_amd, kvm_pvm).
+    HypervisorKvm,
+    /// Hypervisor: the rest of the host kernel (scheduler, interrupts, syscalls of the VMM).
+    HypervisorKernel,
+    /// Hypervisor below the host kernel (`PERF_RECORD_MISC_HYPERVISOR`, e.g. Xen).
+    HypervisorXen,
+    /// VMM user space (QEMU, Firecracker, the built-in test VM's host side).
+    Vmm,
+    /// Guest kernel (`PERF_RECORD_MISC_GUEST_KERNEL`).
+    GuestKernel,
+    /// Guest user (`PERF_RECORD_MISC_GUEST_USER`).
+    GuestUser,
+    /// Guest time whose IP this host does not report (see the module docs).
+    GuestHidden,
+    /// Guest code run by an emulator's translated code (QEMU TCG JIT): guest execution seen
+    /// from the host.
+    Emulation,
+    /// cpumode unknown.
+    Unknown,
+}
+
+impl Class {
+    /// Every class, in report order.
+    pub const ALL: [Class; 9] = [
+        Class::GuestKernel,
+        Class::GuestUser,
+        Class::GuestHidden,
+        Class::Emulation,
+        Class::Vmm,
+        Class::HypervisorKvm,
+        Class::HypervisorKernel,
+        Class::HypervisorXen,
+        Class::Unknown,
+    ];
+
+    /// Short label used in text reports and flame graphs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Class::HypervisorKvm => "hypervisor (kvm)",
+            Class::HypervisorKernel => "hypervisor (host kernel)",
+            Class::HypervisorXen => "hypervisor (xen)",
+            Class::Vmm => "vmm",
+            Class::GuestKernel => "guest kernel",
+            Class::GuestUser => "guest user",
+            Class::GuestHidden => "guest (ip not reported by host)",
+            Class::Emulation => "emulation (tcg)",
+            Class::Unknown => "unknown",
+        }
+    }
+
+    /// The stable machine name (the serde name).
+    pub fn key(self) -> &'static str {
+        match self {
+            Class::HypervisorKvm => "hypervisor-kvm",
+            Class::HypervisorKernel => "hypervisor-kernel",
+            Class::HypervisorXen => "hypervisor-xen",
+            Class::Vmm => "vmm",
+            Class::GuestKernel => "guest-kernel",
+            Class::GuestUser => "guest-user",
+            Class::GuestHidden => "guest-hidden",
+            Class::Emulation => "emulation",
+            Class::Unknown => "unknown",
+        }
+    }
+
+    /// True for the classes that are guest execution.
+    pub fn is_guest(self) -> bool {
+        matches!(
+            self,
+            Class::GuestKernel | Class::GuestUser | Class::GuestHidden | Class::Emulation
+        )
+    }
+}
+
+/// A resolved (or not) symbol.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Symbol {
+    /// Function name, or `[unknown]`.
+    pub name: String,
+    /// Object it lives in: `[kernel.kallsyms]`, a module `[kvm]`, a file name `qemu-system-x86_64`,
+    /// `[guest.kernel]`, or `[unknown]`.
+    pub dso: String,
+    /// For `[unknown]`, the address (host VA or guest VA, per the class); else None.
+    pub addr: Option<u64>,
+    /// Why it is unknown, if it is.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
+impl Symbol {
+    /// A named symbol.
+    pub fn named(name: impl Into<String>, dso: impl Into<String>) -> Symbol {
+        Symbol {
+            name: name.into(),
+            dso: dso.into(),
+            addr: None,
+            reason: None,
+        }
+    }
+
+    /// An unresolved address, with why.
+    pub fn unknown(addr: u64, dso: impl Into<String>, reason: impl Into<String>) -> Symbol {
+        Symbol {
+            name: "[unknown]".into(),
+            dso: dso.into(),
+            addr: Some(addr),
+            reason: Some(reason.into()),
+        }
+    }
+
+    /// `name` or `[unknown] 0xADDR`.
+    pub fn display_name(&self) -> String {
+        match self.addr {
+            Some(a) => format!("[unknown] {a:#x}"),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// A sample with its attribution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attributed {
+    /// The raw sample.
+    pub sample: Sample,
+    /// Its class.
+    pub class: Class,
+    /// Its symbol.
+    pub symbol: Symbol,
+    /// The sample is a vCPU thread's host-kernel sample at a guest-interrupt landing symbol
+    /// (see [`GUEST_LANDING_SYMBOLS`]): guest time when the host hides guest IPs.
+    pub landing: bool,
+}
+
+/// Host kernel functions where a vCPU thread's samples land when the host takes a sampling
+/// interrupt while the guest runs and does not report the guest IP:
+/// PVM's `pvm_do_event_irqoff` (arch/x86/kvm/pvm/pvm.c), VMX's interrupt-dispatch after a
+/// VM exit and its entry/exit path (arch/x86/kvm/vmx/vmenter.S, vmx.c), SVM's (svm/vmenter.S).
+pub const GUEST_LANDING_SYMBOLS: &[&str] = &[
+    "pvm_do_event_irqoff",
+    "vmx_do_interrupt_irqoff",
+    "vmx_do_interrupt_nmi_irqoff",
+    "vmx_do_nmi_irqoff",
+    "__vmx_vcpu_run",
+    "vmx_vcpu_enter_exit",
+    "__svm_vcpu_run",
+    "svm_vcpu_enter_exit",
+    "__svm_sev_es_vcpu_run",
+];
+
+/// KVM's loadable modules by name.
+pub const KVM_MODULES: &[&str] = &["kvm", "kvm_intel", "kvm_amd", "kvm_pvm", "pvm"];
+
+/// Whether a host kernel symbol is KVM code: in a KVM module, or — for a KVM built into the
+/// kernel, whose symbols carry no module — named by KVM's conventions (`kvm*`, `__kvm*`, `pvm_*`,
+/// `vmx_*`, `svm_*`, `vcpu_*`, the x86 instruction emulator `x86_emulate*`/`x86_decode*`/
+/// `emulator_*`, and the shadow/EPT page walkers `paging64_*`, `paging32_*`, `ept_*`).
+/// The name rule is a heuristic; module membership is exact.
+pub fn is_kvm_symbol(name: &str, module: Option<&str>) -> bool {
+    if let Some(m) = module {
+        return KVM_MODULES.contains(&m);
+    }
+    let n = name.trim_start_matches('_');
+    const PREFIXES: &[&str] = &[
+        "kvm",
+        "pvm_",
+        "vmx_",
+        "svm_",
+        "vcpu_",
+        "x86_emulate",
+        "x86_decode",
+        "emulator_",
+        "paging64_",
+        "paging32_",
+        "ept_",
+        "nested_vmx",
+        "nested_svm",
+    ];
+    PREFIXES.iter().any(|p| n.starts_with(p))
+}
+
+/// Host-side symbol context shared by all VMs.
+#[derive(Debug, Default)]
+pub struct HostSymbols {
+    /// Host kernel symbols (`/proc/kallsyms`), if readable.
+    pub kallsyms: Option<Kallsyms>,
+    /// Why host kernel symbols are unavailable, if they are.
+    pub kallsyms_error: Option<String>,
+}
+
+impl HostSymbols {
+    /// Loads `/proc/kallsyms` (under `root`); failure is kept as a reason, not an error,
+    /// because samples still count without names.
+    pub fn load(root: &Path) -> HostSymbols {
+        match Kallsyms::load(&root.join("proc/kallsyms")) {
+            Ok(k) => HostSymbols {
+                kallsyms: Some(k),
+                kallsyms_error: None,
+            },
+            Err(e) => HostSymbols {
+                kallsyms: None,
+                kallsyms_error: Some(crate::error_chain(&e)),
+            },
+        }
+    }
+}
+
+/// Attributes samples; owns the caches (ELF files, process maps, guest symbol maps).
+#[derive(Debug)]
+pub struct Attributor {
+    host: HostSymbols,
+    guest: HashMap<i32, Kallsyms>,
+    maps: HashMap<i32, ProcMaps>,
+    symbolizer: Symbolizer,
+    proc_root: std::path::PathBuf,
+    vcpu_tids: std::collections::HashSet<i32>,
+}
+
+impl Attributor {
+    /// An attributor using `host` kernel symbols and reading process maps under `proc_root`.
+    pub fn new(host: HostSymbols, proc_root: &Path) -> Attributor {
+        Attributor {
+            host,
+            guest: HashMap::new(),
+            maps: HashMap::new(),
+            symbolizer: Symbolizer::new(),
+            proc_root: proc_root.to_path_buf(),
+            vcpu_tids: Default::default(),
+        }
+    }
+
+    /// Registers the guest kernel symbol map of the VM whose VMM is `vm_pid` (passive mode).
+    pub fn set_guest_symbols(&mut self, vm_pid: i32, syms: Kallsyms) {
+        self.guest.insert(vm_pid, syms);
+    }
+
+    /// Marks `tid` as a vCPU thread (only vCPU threads' samples can be guest landings).
+    pub fn add_vcpu_thread(&mut self, tid: i32) {
+        self.vcpu_tids.insert(tid);
+    }
+
+    /// Snapshots `/proc/PID/maps` now (call at start, while the VMM is alive).
+    pub fn snapshot_maps(&mut self, pid: i32) {
+        if let Ok(m) = ProcMaps::read_from(&self.proc_root, pid as u32) {
+            self.maps.insert(pid, m);
+        }
+    }
+
+    /// The host kernel symbols, if loaded.
+    pub fn host(&self) -> &HostSymbols {
+        &self.host
+    }
+
+    /// Attributes one sample.
+    pub fn attribute(&mut self, s: &Sample) -> Attributed {
+        let (class, symbol, landing) = match s.cpumode {
+            CpuMode::Kernel => self.host_kernel(s),
+            CpuMode::User => (Class::Vmm, self.host_user(s), false),
+            CpuMode::GuestKernel | CpuMode::GuestUser => {
+                let class = if s.cpumode == CpuMode::GuestKernel {
+                    Class::GuestKernel
+                } else {
+                    Class::GuestUser
+                };
+                (class, self.guest_symbol(s), false)
+            }
+            CpuMode::Hypervisor => (
+                Class::HypervisorXen,
+                Symbol::unknown(s.ip, "[hypervisor]", "no hypervisor symbols"),
+                false,
+            ),
+            CpuMode::Unknown => (
+                Class::Unknown,
+                Symbol::unknown(s.ip, "[unknown]", "cpumode unknown"),
+                false,
+            ),
+        };
+        Attributed {
+            sample: *s,
+            class,
+            symbol,
+            landing,
+        }
+    }
+
+    fn host_kernel(&self, s: &Sample) -> (Class, Symbol, bool) {
+        let Some(k) = &self.host.kallsyms else {
+            let why = self
+                .host
+                .kallsyms_error
+                .clone()
+                .unwrap_or_else(|| "no host kallsyms".into());
+            return (
+                Class::HypervisorKernel,
+                Symbol::unknown(s.ip, "[kernel.kallsyms]", why),
+                false,
+            );
+        };
+        match k.lookup(s.ip) {
+            Some(ks) => {
+                let kvm = is_kvm_symbol(ks.name, ks.module);
+                let class = if kvm {
+                    Class::HypervisorKvm
+                } else {
+                    Class::HypervisorKernel
+                };
+                let dso = match ks.module {
+                    Some(m) => format!("[{m}]"),
+                    None => "[kernel.kallsyms]".to_string(),
+                };
+                let landing =
+                    self.vcpu_tids.contains(&s.tid) && GUEST_LANDING_SYMBOLS.contains(&ks.name);
+                (class, Symbol::named(ks.name, dso), landing)
+            }
+            None => (
+                Class::HypervisorKernel,
+                Symbol::unknown(s.ip, "[kernel.kallsyms]", "address outside host kallsyms"),
+                false,
+            ),
+        }
+    }
+
+    fn host_user(&mut self, s: &Sample) -> Symbol {
+        let pid = s.pid;
+        let mut refreshed = false;
+        loop {
+            if !self.maps.contains_key(&pid) || refreshed {
+                if let Ok(m) = ProcMaps::read_from(&self.proc_root, pid as u32) {
+                    self.maps.insert(pid, m);
+                }
+            }
+            let Some(maps) = self.maps.get(&pid) else {
+                return Symbol::unknown(
+                    s.ip,
+                    "[unknown]",
+                    "process maps unavailable (process gone)",
+                );
+            };
+            match self.symbolizer.symbolize_user(maps, s.ip) {
+                Symbolized::Sym(info) => return Symbol::named(info.name, info.dso),
+                Symbolized::Unknown(reason) => {
+                    if !refreshed && matches!(reason, hvprof_symbols::Reason::Unmapped) {
+                        refreshed = true;
+                        continue;
+                    }
+                    let dso = maps
+                        .find(s.ip)
+                        .and_then(|m| m.file_path())
+                        .and_then(|p| p.file_name())
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "[unknown]".into());
+                    return Symbol::unknown(s.ip, dso, reason.to_string());
+                }
+            }
+        }
+    }
+
+    fn guest_symbol(&self, s: &Sample) -> Symbol {
+        let Some(k) = self.guest.get(&s.pid) else {
+            let why = if s.cpumode == CpuMode::GuestUser {
+                "guest user code: needs active mode (hvprof-guest) or a guest symbol map"
+            } else {
+                "no guest symbol map for this VM (--guest-kallsyms)"
+            };
+            return Symbol::unknown(s.ip, "[guest]", why);
+        };
+        match k.lookup(s.ip) {
+            Some(ks) => {
+                let dso = match ks.module {
+                    Some(m) => format!("[guest.{m}]"),
+                    None => "[guest.kernel]".to_string(),
+                };
+                Symbol::named(ks.name, dso)
+            }
+            None => Symbol::unknown(s.ip, "[guest]", "address outside the guest symbol map"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kvm_symbol_rule() {
+        let yes = [
+            ("kvm_arch_vcpu_ioctl_run", None),
+            ("__kvm_set_memory_region", None),
+            ("pvm_do_event_irqoff", None),
+            ("vmx_vcpu_run", None),
+            ("x86_emulate_insn", None),
+            ("paging64_walk_addr_generic", None),
+            ("vcpu_enter_guest", None),
+            ("handle_exception_nmi", Some("kvm_intel")),
+            ("anything", Some("kvm")),
+        ];
+        for (n, m) in yes {
+            assert!(is_kvm_symbol(n, m), "{n}");
+        }
+        let no = [
+            ("schedule", None),
+            ("do_syscall_64", None),
+            ("em_cmp_match", None),
+            ("foo", Some("ext4")),
+        ];
+        for (n, m) in no {
+            assert!(!is_kvm_symbol(n, m), "{n}");
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Counters: perf events by perf's names, opened per vCPU thread or per host CPU.
+//!
+//! Stage: discover → **counters** → ring buffers. Input: a [`CounterSpec`] and [`Target`]s;
+//! output: sampling [`PerfFd`]s with `sample_type = IP|TID|TIME|CPU|PERIOD`,
+//! `sample_id_all`, `task` (EXIT records) and `wakeup_watermark`, opened disabled.
+//!
+//! ```no_run
+//! # fn main() -> hvprof::Result<()> {
+//! use hvprof::counters::{CounterSpec, EventSpec, Rate, open_counter};
+//! use hvprof::sys::perf::Target;
+//! let spec = CounterSpec { event: EventSpec::parse("cpu-clock")?, rate: Rate::Frequency(1000), ..Default::default() };
+//! let fd = open_counter(&spec, Target::Thread(1234))?;
+//! fd.enable()?;
+//! # Ok(()) }
+//! ```
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::sys::abi;
+use crate::sys::perf::{zeroed_attr, PerfFd, Target};
+
+/// A perf event chosen by name, with perf's modifiers applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSpec {
+    /// Canonical name (`cycles`, `cpu-clock`, ...), without modifiers.
+    pub name: String,
+    /// `perf_event_attr.type` (`PERF_TYPE_HARDWARE` or `PERF_TYPE_SOFTWARE`).
+    pub type_: u32,
+    /// `perf_event_attr.config`.
+    pub config: u64,
+    /// `:u` given: count user mode only (sets exclude_kernel and exclude_hv).
+    pub user_only: bool,
+    /// `:k` given: count kernel mode only (sets exclude_user and exclude_hv).
+    pub kernel_only: bool,
+    /// `:G` given (perf: guest only) → `exclude_host`.
+    pub exclude_host: bool,
+    /// `:H` given (perf: host only) → `exclude_guest`.
+    pub exclude_guest: bool,
+}
+
+/// The event names hvprof accepts, as perf spells them: `(names, type, config)`.
+const EVENTS: &[(&[&str], u32, u64)] = &[
+    (
+        &["cycles", "cpu-cycles"],
+        abi::TYPE_HARDWARE,
+        abi::hw::CPU_CYCLES,
+    ),
+    (&["instructions"], abi::TYPE_HARDWARE, abi::hw::INSTRUCTIONS),
+    (
+        &["cache-references"],
+        abi::TYPE_HARDWARE,
+        abi::hw::CACHE_REFERENCES,
+    ),
+    (&["cache-misses"], abi::TYPE_HARDWARE, abi::hw::CACHE_MISSES),
+    (
+        &["branches", "branch-instructions"],
+        abi::TYPE_HARDWARE,
+        abi::hw::BRANCH_INSTRUCTIONS,
+    ),
+    (
+        &["branch-misses"],
+        abi::TYPE_HARDWARE,
+        abi::hw::BRANCH_MISSES,
+    ),
+    (&["bus-cycles"], abi::TYPE_HARDWARE, abi::hw::BUS_CYCLES),
+    (&["ref-cycles"], abi::TYPE_HARDWARE, abi::hw::REF_CPU_CYCLES),
+    (&["cpu-clock"], abi::TYPE_SOFTWARE, abi::sw::CPU_CLOCK),
+    (&["task-clock"], abi::TYPE_SOFTWARE, abi::sw::TASK_CLOCK),
+    (
+        &["page-faults", "faults"],
+        abi::TYPE_SOFTWARE,
+        abi::sw::PAGE_FAULTS,
+    ),
+    (
+        &["context-switches", "cs"],
+        abi::TYPE_SOFTWARE,
+        abi::sw::CONTEXT_SWITCHES,
+    ),
+    (
+        &["cpu-migrations", "migrations"],
+        abi::TYPE_SOFTWARE,
+        abi::sw::CPU_MIGRATIONS,
+    ),
+];
+
+impl EventSpec {
+    /// Parses a perf event name with optional modifiers after `:` (`u`, `k`, `G`, `H`),
+    /// e.g. `cycles`, `cpu-clock`, `instructions:u`, `cycles:G`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownEvent`] listing the accepted names.
+    pub fn parse(s: &str) -> Result<EventSpec> {
+        let (name, mods) = match s.split_once(':') {
+            Some((n, m)) => (n, m),
+            None => (s, ""),
+        };
+        let unknown = || Error::UnknownEvent {
+            name: s.to_string(),
+            hint: format!(
+                "known events: {} (modifiers :u :k :G :H)",
+                EVENTS.iter().map(|e| e.0[0]).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        let &(names, type_, config) = EVENTS
+            .iter()
+            .find(|e| e.0.contains(&name))
+            .ok_or_else(unknown)?;
+        let mut spec = EventSpec {
+            name: names[0].to_string(),
+            type_,
+            config,
+            user_only: false,
+            kernel_only: false,
+            exclude_host: false,
+            exclude_guest: false,
+        };
+        for m in mods.chars() {
+            match m {
+                'u' => spec.user_only = true,
+                'k' => spec.kernel_only = true,
+                'G' => spec.exclude_host = true,
+                'H' => spec.exclude_guest = true,
+                _ => return Err(unknown()),
+            }
+        }
+        Ok(spec)
+    }
+
+    /// True for `PERF_TYPE_HARDWARE` events, which need a hardware PMU.
+    pub fn is_hardware(&self) -> bool {
+        self.type_ == abi::TYPE_HARDWARE
+    }
+
+    /// Whether the period of this event is in nanoseconds (cpu-clock, task-clock).
+    pub fn period_is_ns(&self) -> bool {
+        self.type_ == abi::TYPE_SOFTWARE
+            && (self.config == abi::sw::CPU_CLOCK || self.config == abi::sw::TASK_CLOCK)
+    }
+}
+
+/// How often to sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rate {
+    /// `-F HZ`: samples per second per counter (`attr.freq = 1`). For cpu-clock and task-clock
+    /// the kernel turns this into a fixed period of `1e9 / HZ` ns.
+    Frequency(u64),
+    /// `-c N`: one sample every N events.
+    Period(u64),
+}
+
+/// Everything needed to open one sampling counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterSpec {
+    /// The event.
+    pub event: EventSpec,
+    /// Sampling rate.
+    pub rate: Rate,
+    /// `attr.exclude_guest`: do not count while a vCPU runs guest code.
+    pub exclude_guest: bool,
+    /// `attr.exclude_host`: count only while a vCPU runs guest code.
+    pub exclude_host: bool,
+    /// Wake the reader when this many bytes are pending (`wakeup_watermark`).
+    pub wakeup_bytes: u32,
+}
+
+impl Default for CounterSpec {
+    fn default() -> Self {
+        CounterSpec {
+            event: EventSpec::parse("cpu-clock").expect("built-in event name"),
+            rate: Rate::Frequency(1000),
+            exclude_guest: false,
+            exclude_host: false,
+            wakeup_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Opens one sampling counter for `target`, disabled; enable it with [`PerfFd::enable`].
+///
+/// # Errors
+/// [`Error::PerfEventOpen`] (see there for the errno meanings), [`Error::InvalidOption`]
+/// for a zero rate.
+pub fn open_counter(spec: &CounterSpec, target: Target) -> Result<PerfFd> {
+    let mut attr = zeroed_attr();
+    attr.type_ = spec.event.type_;
+    attr.config = spec.event.config;
+    attr.sample_type = abi::HVPROF_SAMPLE_TYPE;
+    match spec.rate {
+        Rate::Frequency(0) | Rate::Period(0) => {
+            return Err(Error::InvalidOption(
+                "sampling frequency and period must be > 0".into(),
+            ))
+        }
+        Rate::Frequency(hz) => {
+            attr.set_freq(1);
+            attr.__bindgen_anon_1.sample_freq = hz;
+        }
+        Rate::Period(p) => attr.__bindgen_anon_1.sample_period = p,
+    }
+    attr.set_disabled(1);
+    attr.set_sample_id_all(1);
+    attr.set_task(1);
+    attr.set_comm(1);
+    attr.set_watermark(1);
+    attr.__bindgen_anon_2.wakeup_watermark = spec.wakeup_bytes.max(1);
+    let ev = &spec.event;
+    if ev.user_only {
+        attr.set_exclude_kernel(1);
+        attr.set_exclude_hv(1);
+    }
+    if ev.kernel_only {
+        attr.set_exclude_user(1);
+        attr.set_exclude_hv(1);
+    }
+    if spec.exclude_guest || ev.exclude_guest {
+        attr.set_exclude_guest(1);
+    }
+    if spec.exclude_host || ev.exclude_host {
+        attr.set_exclude_host(1);
+    }
+    PerfFd::open(&mut attr, target, &ev.name)
+}
+
+/// Whether the host has a hardware PMU: an event source named `cpu` (or the hybrid
+/// `cpu_core`/`cpu_atom`) under `ROOT/sys/bus/event_source/devices`.
+pub fn has_hardware_pmu(root: &Path) -> bool {
+    let dir = root.join("sys/bus/event_source/devices");
+    ["cpu", "cpu_core", "cpu_atom", "armv8_pmuv3"]
+        .iter()
+        .any(|n| dir.join(n).exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_perf_names_and_modifiers() {
+        let e = EventSpec::parse("cpu-cycles").unwrap();
+        assert_eq!(
+            (e.name.as_str(), e.type_, e.config),
+            ("cycles", abi::TYPE_HARDWARE, abi::hw::CPU_CYCLES)
+        );
+        let e = EventSpec::parse("cpu-clock").unwrap();
+        assert!(e.period_is_ns() && !e.is_hardware());
+        let e = EventSpec::parse("instructions:uG").unwrap();
+        assert!(e.user_only && e.exclude_host && !e.kernel_only);
+        let err = EventSpec::parse("cylces").unwrap_err().to_string();
+        assert!(
+            err.contains("unknown event 'cylces'") && err.contains("cpu-clock"),
+            "{err}"
+        );
+        assert!(EventSpec::parse("cycles:x").is_err());
+    }
+}

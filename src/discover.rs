@@ -1,0 +1,449 @@
+//! VM discovery: which processes are KVM VMs, and which thread runs each vCPU.
+//!
+//! Stage: **discover** → counters. Input: a proc root (`/proc`, or a captured tree in tests)
+//! and optionally KVM's debugfs directory; output: [`Vm`]s with their vCPU index → thread map.
+//!
+//! A process is a KVM VM when it holds a file descriptor whose link reads
+//! `anon_inode:kvm-vm` (`KVM_CREATE_VM` returns one; see Documentation/virt/kvm/api.rst).
+//! Each vCPU is an `anon_inode:kvm-vcpu:N` fd. The thread running a vCPU is found, in order:
+//! 1. KVM's debugfs: `<debugfs>/kvm/<pid>-<vmfd>/vcpu<N>/pid` holds the thread id of the task
+//!    that last ran `KVM_RUN` on vCPU N (virt/kvm/kvm_main.c, `vcpu_get_pid`);
+//! 2. `/proc/<pid>/task/<tid>/syscall`: a thread blocked in `ioctl(fd, KVM_RUN)` shows syscall
+//!    16 (x86-64 `ioctl`) with a `kvm-vcpu:N` fd and request `0xae80` (`KVM_RUN = _IO(0xAE, 0x80)`);
+//!    a thread in guest mode shows `running`, so the read is retried a few times;
+//! 3. thread names: QEMU `CPU n/KVM` (or `CPU n/TCG`), Firecracker `fc_vcpu n`,
+//!    cloud-hypervisor and crosvm `vcpuN` / `vcpu N`.
+//!
+//! ```no_run
+//! # fn main() -> hvprof::Result<()> {
+//! for vm in hvprof::discover::find_vms(std::path::Path::new("/proc"), None)? {
+//!     println!("{} {} vCPUs", vm.pid, vm.vcpus.len());
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// `KVM_RUN` = `_IO(KVMIO, 0x80)` with `KVMIO = 0xAE` (include/uapi/linux/kvm.h).
+pub const KVM_RUN_IOCTL: u64 = 0xae80;
+/// x86-64 syscall number of `ioctl` (arch/x86/entry/syscalls/syscall_64.tbl).
+pub const SYS_IOCTL_X86_64: u64 = 16;
+
+/// How a vCPU's thread was identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VcpuSource {
+    /// KVM debugfs `vcpuN/pid`.
+    Debugfs,
+    /// `/proc/PID/task/TID/syscall` showed `ioctl(vcpu_fd, KVM_RUN)`.
+    Syscall,
+    /// The thread's name follows a VMM's convention.
+    ThreadName,
+}
+
+/// One vCPU of a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vcpu {
+    /// vCPU index (`N` of `kvm-vcpu:N`, KVM's vcpu_id order).
+    pub index: u32,
+    /// Host thread id running it, if found.
+    pub tid: Option<i32>,
+    /// How `tid` was found.
+    pub source: Option<VcpuSource>,
+}
+
+/// A thread of a VMM process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadInfo {
+    /// Thread id.
+    pub tid: i32,
+    /// Thread name (`/proc/PID/task/TID/comm`).
+    pub comm: String,
+    /// A kernel worker living in the VMM process (`PF_USER_WORKER` or `PF_KTHREAD` in
+    /// `/proc/PID/task/TID/stat` flags), such as KVM's `kvm-nx-lpage-recovery` thread. Its
+    /// saved user registers are those of the thread that created it, so its `syscall` file can
+    /// show `ioctl(vcpu_fd, KVM_RUN)`: it is never taken for a vCPU.
+    pub kernel_worker: bool,
+}
+
+/// A KVM virtual machine: the VMM process holding a `kvm-vm` fd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vm {
+    /// VMM process id; hvprof's VM key (perf's `machine_pid`).
+    pub pid: i32,
+    /// VM name: QEMU's `-name`, else the process name.
+    pub name: String,
+    /// Process name (`comm`).
+    pub comm: String,
+    /// Command line, arguments joined by spaces.
+    pub cmdline: String,
+    /// The `kvm-vm` fd numbers (usually one).
+    pub vm_fds: Vec<u32>,
+    /// vCPUs by index.
+    pub vcpus: Vec<Vcpu>,
+    /// Every thread of the process.
+    pub threads: Vec<ThreadInfo>,
+    /// Guest memory in bytes when the command line says (QEMU `-m`), else None.
+    pub guest_memory_bytes: Option<u64>,
+    /// Resident set size of the VMM in bytes (`VmRSS`).
+    pub rss_bytes: Option<u64>,
+}
+
+impl Vm {
+    /// The vCPU index run by `tid`, if `tid` is a vCPU thread.
+    pub fn vcpu_of_tid(&self, tid: i32) -> Option<u32> {
+        self.vcpus
+            .iter()
+            .find(|v| v.tid == Some(tid))
+            .map(|v| v.index)
+    }
+
+    /// The thread name of `tid`.
+    pub fn thread_name(&self, tid: i32) -> Option<&str> {
+        self.threads
+            .iter()
+            .find(|t| t.tid == tid)
+            .map(|t| t.comm.as_str())
+    }
+}
+
+/// Finds every KVM VM under `proc_root`. Processes that vanish or cannot be read while being
+/// scanned are skipped (as `ps` does).
+///
+/// # Errors
+/// [`Error::Read`] when `proc_root` itself cannot be listed.
+pub fn find_vms(proc_root: &Path, debugfs: Option<&Path>) -> Result<Vec<Vm>> {
+    let rd = fs::read_dir(proc_root).map_err(|source| Error::Read {
+        path: proc_root.to_path_buf(),
+        source,
+    })?;
+    let mut pids: Vec<i32> = rd
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    Ok(pids
+        .into_iter()
+        .filter_map(|pid| inspect(proc_root, debugfs, pid).ok())
+        .collect())
+}
+
+/// Inspects one process and returns it as a [`Vm`].
+///
+/// # Errors
+/// [`Error::NoSuchProcess`] when `/proc/PID` does not exist, [`Error::Read`] when its fd
+/// directory cannot be read (another user's process without CAP_SYS_PTRACE), and
+/// [`Error::NotAVm`] when it holds no `kvm-vm` fd.
+pub fn inspect(proc_root: &Path, debugfs: Option<&Path>, pid: i32) -> Result<Vm> {
+    let pdir = proc_root.join(pid.to_string());
+    if !pdir.is_dir() {
+        return Err(Error::NoSuchProcess { pid });
+    }
+    let comm = read_trim(&pdir.join("comm")).unwrap_or_default();
+    let fddir = pdir.join("fd");
+    let rd = fs::read_dir(&fddir).map_err(|source| Error::Read {
+        path: fddir.clone(),
+        source,
+    })?;
+    let mut vm_fds = Vec::new();
+    let mut vcpu_fds: BTreeMap<u32, u32> = BTreeMap::new(); // fd -> index
+    for e in rd.flatten() {
+        let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(link) = fs::read_link(e.path()) else {
+            continue;
+        };
+        let link = link.to_string_lossy();
+        if link == "anon_inode:kvm-vm" {
+            vm_fds.push(fd);
+        } else if let Some(n) = link.strip_prefix("anon_inode:kvm-vcpu:") {
+            if let Ok(n) = n.parse() {
+                vcpu_fds.insert(fd, n);
+            }
+        }
+    }
+    if vm_fds.is_empty() {
+        return Err(Error::NotAVm { pid, comm });
+    }
+    vm_fds.sort_unstable();
+    let cmdline_raw = fs::read(pdir.join("cmdline")).unwrap_or_default();
+    let args: Vec<String> = cmdline_raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let threads = read_threads(&pdir);
+    let mut indices: Vec<u32> = vcpu_fds.values().copied().collect();
+    indices.sort_unstable();
+    indices.dedup();
+    let mut vcpus: Vec<Vcpu> = indices
+        .iter()
+        .map(|&index| Vcpu {
+            index,
+            tid: None,
+            source: None,
+        })
+        .collect();
+
+    // 1. debugfs.
+    if let Some(dbg) = debugfs {
+        for &vmfd in &vm_fds {
+            let vmdir = dbg.join(format!("{pid}-{vmfd}"));
+            for v in vcpus.iter_mut().filter(|v| v.tid.is_none()) {
+                if let Some(tid) = read_trim(&vmdir.join(format!("vcpu{}/pid", v.index)))
+                    .and_then(|s| s.parse().ok())
+                {
+                    if tid > 0 && threads.iter().any(|t| t.tid == tid && !t.kernel_worker) {
+                        v.tid = Some(tid);
+                        v.source = Some(VcpuSource::Debugfs);
+                    }
+                }
+            }
+        }
+    }
+    // 2. /proc/PID/task/TID/syscall, retried while threads are running guest code.
+    for _attempt in 0..20 {
+        if vcpus.iter().all(|v| v.tid.is_some()) {
+            break;
+        }
+        for t in threads.iter().filter(|t| !t.kernel_worker) {
+            if vcpus.iter().any(|v| v.tid == Some(t.tid)) {
+                continue;
+            }
+            let Some(line) = read_trim(&pdir.join(format!("task/{}/syscall", t.tid))) else {
+                continue;
+            };
+            if let Some(fd) = kvm_run_fd(&line) {
+                if let Some(&index) = vcpu_fds.get(&fd) {
+                    if let Some(v) = vcpus
+                        .iter_mut()
+                        .find(|v| v.index == index && v.tid.is_none())
+                    {
+                        v.tid = Some(t.tid);
+                        v.source = Some(VcpuSource::Syscall);
+                    }
+                }
+            }
+        }
+        if vcpus.iter().all(|v| v.tid.is_some()) || proc_root != Path::new("/proc") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // 3. thread names.
+    for t in threads.iter().filter(|t| !t.kernel_worker) {
+        if let Some(index) = vcpu_index_from_thread_name(&t.comm) {
+            if vcpus.iter().any(|v| v.tid == Some(t.tid)) {
+                continue;
+            }
+            match vcpus.iter_mut().find(|v| v.index == index) {
+                Some(v) if v.tid.is_none() => {
+                    v.tid = Some(t.tid);
+                    v.source = Some(VcpuSource::ThreadName);
+                }
+                Some(_) => {}
+                // A vCPU whose fd is not visible (closed after setup): trust the name.
+                None => vcpus.push(Vcpu {
+                    index,
+                    tid: Some(t.tid),
+                    source: Some(VcpuSource::ThreadName),
+                }),
+            }
+        }
+    }
+    vcpus.sort_by_key(|v| v.index);
+    let name = qemu_name(&args).unwrap_or_else(|| comm.clone());
+    let status = fs::read_to_string(pdir.join("status")).unwrap_or_default();
+    let rss_bytes = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kb| kb * 1024);
+    Ok(Vm {
+        pid,
+        name,
+        comm,
+        cmdline: args.join(" "),
+        vm_fds,
+        vcpus,
+        threads,
+        guest_memory_bytes: qemu_memory(&args),
+        rss_bytes,
+    })
+}
+
+fn read_trim(p: &Path) -> Option<String> {
+    fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+}
+
+fn read_threads(pdir: &Path) -> Vec<ThreadInfo> {
+    let mut v: Vec<ThreadInfo> = fs::read_dir(pdir.join("task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let tid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = read_trim(&e.path().join("comm")).unwrap_or_default();
+            let flags = fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .and_then(|s| task_flags(&s))
+                .unwrap_or(0);
+            let kernel_worker = flags & (PF_USER_WORKER | PF_KTHREAD) != 0;
+            Some(ThreadInfo {
+                tid,
+                comm,
+                kernel_worker,
+            })
+        })
+        .collect();
+    v.sort_by_key(|t| t.tid);
+    v
+}
+
+/// `PF_KTHREAD` (include/linux/sched.h).
+pub const PF_KTHREAD: u64 = 0x0020_0000;
+/// `PF_USER_WORKER` (include/linux/sched.h, Linux ≥ 6.4): kernel worker in a user process.
+pub const PF_USER_WORKER: u64 = 0x0000_4000;
+
+/// The `flags` field (9th) of a `/proc/PID/task/TID/stat` line (proc(5)); the name in
+/// parentheses may contain spaces and parentheses, so fields are counted after the last `)`.
+pub fn task_flags(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(6)?.parse().ok()
+}
+
+/// Parses a `/proc/PID/task/TID/syscall` line and returns the fd when the thread is in
+/// `ioctl(fd, KVM_RUN, ...)`. Format (fs/proc/base.c `proc_pid_syscall`): `nr arg1 .. arg6 sp pc`
+/// with hex arguments, or `running`, or `-1 sp pc` outside a system call.
+pub fn kvm_run_fd(line: &str) -> Option<u32> {
+    let mut it = line.split_whitespace();
+    let nr: u64 = it.next()?.parse().ok()?;
+    if nr != SYS_IOCTL_X86_64 {
+        return None;
+    }
+    let fd = parse_hex(it.next()?)?;
+    let req = parse_hex(it.next()?)?;
+    (req == KVM_RUN_IOCTL).then_some(fd as u32)
+}
+
+fn parse_hex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()
+}
+
+/// The vCPU index encoded in a thread name by common VMMs: QEMU `CPU 3/KVM` and `CPU 3/TCG`,
+/// Firecracker `fc_vcpu 3`, cloud-hypervisor and crosvm `vcpu3` / `vcpu 3` / `vcpu_3`.
+pub fn vcpu_index_from_thread_name(name: &str) -> Option<u32> {
+    if let Some(rest) = name.strip_prefix("CPU ") {
+        let (n, acc) = rest.split_once('/')?;
+        if matches!(acc, "KVM" | "TCG" | "HVF" | "WHPX") {
+            return n.parse().ok();
+        }
+        return None;
+    }
+    let rest = name
+        .strip_prefix("fc_vcpu")
+        .or_else(|| name.strip_prefix("vcpu"))?;
+    rest.trim_start_matches([' ', '_']).parse().ok()
+}
+
+/// QEMU's `-name guest=NAME,...` or `-name NAME`.
+fn qemu_name(args: &[String]) -> Option<String> {
+    let i = args.iter().position(|a| a == "-name")?;
+    let v = args.get(i + 1)?;
+    let first = v.split(',').next()?;
+    let n = first.strip_prefix("guest=").unwrap_or(first);
+    (!n.is_empty()).then(|| n.to_string())
+}
+
+/// QEMU's `-m 2G`, `-m 512`, `-m size=4G,...` (MiB by default), in bytes.
+fn qemu_memory(args: &[String]) -> Option<u64> {
+    let i = args.iter().position(|a| a == "-m")?;
+    let v = args.get(i + 1)?.split(',').next()?;
+    let v = v.strip_prefix("size=").unwrap_or(v);
+    let (num, mult) = match v.chars().last()? {
+        'k' | 'K' => (&v[..v.len() - 1], 1u64 << 10),
+        'm' | 'M' => (&v[..v.len() - 1], 1 << 20),
+        'g' | 'G' => (&v[..v.len() - 1], 1 << 30),
+        't' | 'T' => (&v[..v.len() - 1], 1 << 40),
+        _ => (v, 1 << 20),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// The default KVM debugfs directory, when mounted: `/sys/kernel/debug/kvm`.
+pub fn default_debugfs() -> Option<PathBuf> {
+    let p = PathBuf::from("/sys/kernel/debug/kvm");
+    p.is_dir().then_some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_name_conventions() {
+        let table = [
+            ("CPU 0/KVM", Some(0)),
+            ("CPU 12/KVM", Some(12)),
+            ("CPU 1/TCG", Some(1)),
+            ("fc_vcpu 3", Some(3)),
+            ("fc_vcpu3", Some(3)),
+            ("vcpu0", Some(0)),
+            ("vcpu 7", Some(7)),
+            ("vcpu_2", Some(2)),
+            ("CPU 1/XYZ", None),
+            ("qemu-system-x86", None),
+            ("vcpu", None),
+            ("worker", None),
+        ];
+        for (name, want) in table {
+            assert_eq!(vcpu_index_from_thread_name(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn stat_flags() {
+        let line = "15875 (kvm-nx-lpage-re) S 1 15418 15418 0 -1 2146368 0 0 0 0 0 0 0 0 20 0 1 0";
+        assert_eq!(task_flags(line), Some(2146368));
+        assert!(task_flags(line).unwrap() & PF_USER_WORKER != 0);
+        let line = "77 (a) b) c) R 1 77 77 0 -1 4194304 0";
+        assert_eq!(task_flags(line), Some(4194304));
+        assert_eq!(task_flags("garbage"), None);
+    }
+
+    #[test]
+    fn syscall_lines() {
+        assert_eq!(
+            kvm_run_fd("16 0xc 0xae80 0x0 0x0 0x0 0x0 0x7ffd 0x7f12"),
+            Some(12)
+        );
+        assert_eq!(
+            kvm_run_fd("16 0xc 0xae41 0x0 0x0 0x0 0x0 0x7ffd 0x7f12"),
+            None
+        );
+        assert_eq!(kvm_run_fd("running"), None);
+        assert_eq!(kvm_run_fd("-1 0x7ffd 0x7f12"), None);
+        assert_eq!(kvm_run_fd("7 0x5 0x1 0x0 0 0 0 0 0"), None);
+        assert_eq!(kvm_run_fd(""), None);
+    }
+
+    #[test]
+    fn qemu_args() {
+        let a: Vec<String> = ["qemu", "-name", "guest=web1,debug-threads=on", "-m", "2G"]
+            .map(String::from)
+            .into();
+        assert_eq!(qemu_name(&a).as_deref(), Some("web1"));
+        assert_eq!(qemu_memory(&a), Some(2 << 30));
+        let a: Vec<String> = ["qemu", "-name", "db", "-m", "512"]
+            .map(String::from)
+            .into();
+        assert_eq!(qemu_name(&a).as_deref(), Some("db"));
+        assert_eq!(qemu_memory(&a), Some(512 << 20));
+    }
+}

@@ -1,0 +1,449 @@
+//! The `hvprof` command line: `demo`, `testvm`, `vms`, `record`, `report`, `detect`.
+//!
+//! This is the only place that uses `anyhow`: it turns library errors into one-line messages
+//! with hints (perf_event_paranoid, capabilities, /dev/kvm) and a non-zero exit status.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use hvprof::counters::{CounterSpec, EventSpec, Rate};
+use hvprof::report::{flame, json, text, Profile};
+use hvprof::session::{self, RecordOptions, Scope};
+
+#[derive(Parser)]
+#[command(
+    name = "hvprof",
+    version,
+    about = "Hypervisor-side profiler: where the CPU time of virtual machines goes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the built-in test VM, profile it, and print the report (the main job).
+    Demo(DemoArgs),
+    /// Run the built-in test VM in the foreground (a real KVM guest made with kvm-ioctls).
+    Testvm(TestvmArgs),
+    /// List KVM VMs on this host: pid, name, vCPU index → thread, memory.
+    Vms(VmsArgs),
+    /// Profile VMs (-p PID) or the whole host (-a) and print or save the report.
+    Record(RecordArgs),
+    /// Print the report of a recording made with `record -o FILE`.
+    Report(ReportArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+    /// Folded stacks for flame graph tools.
+    Folded,
+}
+
+#[derive(Args, Clone)]
+struct OutputArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Symbols shown per thread and VM.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// Also write an SVG flame graph (VM;vCPU;class;symbol) to this file.
+    #[arg(long)]
+    flamegraph: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct SamplingArgs {
+    /// Event, by perf's name (cycles, instructions, cpu-clock, task-clock, ...; modifiers :u :k :G :H).
+    #[arg(short = 'e', long, default_value = "cycles")]
+    event: String,
+    /// Sampling frequency in Hz.
+    #[arg(short = 'F', long, conflicts_with = "period")]
+    freq: Option<u64>,
+    /// Sampling period in events (ns for cpu-clock).
+    #[arg(short = 'c', long)]
+    period: Option<u64>,
+    /// Do not count while vCPUs run guest code (attr.exclude_guest).
+    #[arg(long)]
+    exclude_guest: bool,
+    /// Count only while vCPUs run guest code (attr.exclude_host).
+    #[arg(long)]
+    exclude_host: bool,
+    /// Data pages per ring buffer (a power of two).
+    #[arg(short = 'm', long = "mmap-pages", default_value_t = 64)]
+    mmap_pages: usize,
+}
+
+#[derive(Args)]
+struct RecordArgs {
+    /// VMM process ids to profile (repeat or comma-separate).
+    #[arg(
+        short = 'p',
+        long = "pid",
+        value_delimiter = ',',
+        required_unless_present = "all_cpus",
+        conflicts_with = "all_cpus"
+    )]
+    pids: Vec<i32>,
+    /// System-wide: one counter per host CPU.
+    #[arg(short = 'a', long = "all-cpus")]
+    all_cpus: bool,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Stop after this many seconds.
+    #[arg(short = 'd', long)]
+    duration: Option<f64>,
+    /// Guest symbol map in kallsyms/System.map format (passive mode): FILE for every VM, or PID=FILE.
+    #[arg(long = "guest-kallsyms")]
+    guest_kallsyms: Vec<String>,
+    /// Write a recording here instead of printing the report.
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    out: OutputArgs,
+    /// A workload to run; recording stops when it ends.
+    #[arg(last = true)]
+    workload: Vec<String>,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The recording.
+    #[arg(short = 'i', long, default_value = "hvprof.data")]
+    input: PathBuf,
+    /// Resolve guest IPs again with this symbol map: FILE or PID=FILE.
+    #[arg(long = "guest-kallsyms")]
+    guest_kallsyms: Vec<String>,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+#[derive(Args)]
+struct VmsArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Args)]
+struct TestvmArgs {
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 2)]
+    vcpus: usize,
+    /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+    #[arg(short = 'd', long)]
+    duration: Option<f64>,
+    /// Write the guest payload's symbol map (kallsyms format) here.
+    #[arg(long)]
+    kallsyms: Option<PathBuf>,
+    /// Guest workload.
+    #[arg(long, value_enum, default_value = "compute")]
+    workload: Workload,
+    /// Run the payload in ring 0 (emulated instruction by instruction under PVM) instead of ring 3.
+    #[arg(long)]
+    ring0: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Workload {
+    /// Hot loops that never leave the guest.
+    Compute,
+    /// Hot loops with a port write (VM exit) every iteration.
+    Pio,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Seconds to profile.
+    #[arg(short = 'd', long, default_value_t = 3.0)]
+    duration: f64,
+    /// Number of vCPUs of the test VM.
+    #[arg(long, default_value_t = 2)]
+    vcpus: usize,
+    /// Sampling frequency in Hz.
+    #[arg(short = 'F', long, default_value_t = 1000)]
+    freq: u64,
+    /// Guest workload.
+    #[arg(long, value_enum, default_value = "compute")]
+    workload: Workload,
+    /// Run the test VM's payload in ring 0.
+    #[arg(long)]
+    ring0: bool,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn install_signal_handlers() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { sigaction(sig, &act) };
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    install_signal_handlers();
+    let r = match cli.cmd {
+        Cmd::Demo(a) => demo(a),
+        Cmd::Testvm(a) => testvm(a),
+        Cmd::Vms(a) => vms(a),
+        Cmd::Record(a) => record(a),
+        Cmd::Report(a) => report(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hvprof: {}", explain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One line: the error chain plus a hint for the errors users can fix.
+fn explain(e: &anyhow::Error) -> String {
+    let mut msg = format!("{e:#}");
+    for cause in e.chain() {
+        if let Some(hv) = cause.downcast_ref::<hvprof::Error>() {
+            if let Some(h) = hint(hv) {
+                msg.push_str(" — ");
+                msg.push_str(&h);
+            }
+            break;
+        }
+    }
+    msg
+}
+
+fn hint(e: &hvprof::Error) -> Option<String> {
+    use hvprof::Error as E;
+    match e {
+        E::PerfEventOpen { source, target, .. } => match source.raw_os_error() {
+            Some(libc::EACCES) | Some(libc::EPERM) => {
+                let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|_| "?".into());
+                Some(format!(
+                    "not permitted: kernel.perf_event_paranoid is {paranoid}; profiling {} needs it at {} or below (sysctl -w kernel.perf_event_paranoid={}), or CAP_PERFMON (CAP_SYS_ADMIN before Linux 5.8), or root",
+                    if target.starts_with("cpu") { "a whole CPU" } else { "another user's threads" },
+                    if target.starts_with("cpu") { 0 } else { 1 },
+                    if target.starts_with("cpu") { 0 } else { 1 },
+                ))
+            }
+            Some(libc::ENOENT) | Some(libc::EOPNOTSUPP) | Some(libc::ENODEV) => {
+                Some("this event is not supported here (no hardware PMU?); try -e cpu-clock".into())
+            }
+            Some(libc::EMFILE) => Some("too many open files: raise the limit with ulimit -n".into()),
+            _ => None,
+        },
+        E::RingMmap { .. } => Some("the perf mmap limit was hit: lower -m/--mmap-pages or raise kernel.perf_event_mlock_kb".into()),
+        E::NoSuchProcess { .. } => Some("list VMs with `hvprof vms`".into()),
+        E::NotAVm { .. } => Some("list VMs with `hvprof vms`".into()),
+        _ => None,
+    }
+}
+
+fn rate_of(s: &SamplingArgs) -> Rate {
+    match (s.freq, s.period) {
+        (_, Some(p)) => Rate::Period(p),
+        (Some(f), None) => Rate::Frequency(f),
+        (None, None) => Rate::Frequency(1000),
+    }
+}
+
+fn parse_guest_kallsyms(v: &[String]) -> anyhow::Result<Vec<(Option<i32>, PathBuf)>> {
+    v.iter()
+        .map(|s| match s.split_once('=') {
+            Some((pid, file)) if pid.chars().all(|c| c.is_ascii_digit()) && !pid.is_empty() => {
+                Ok((
+                    Some(pid.parse().context("pid in --guest-kallsyms")?),
+                    PathBuf::from(file),
+                ))
+            }
+            _ => Ok((None, PathBuf::from(s))),
+        })
+        .collect()
+}
+
+fn counter_spec(s: &SamplingArgs) -> anyhow::Result<CounterSpec> {
+    let event = EventSpec::parse(&s.event)?;
+    if s.exclude_guest && s.exclude_host {
+        bail!("--exclude-guest and --exclude-host together exclude everything");
+    }
+    Ok(CounterSpec {
+        event,
+        rate: rate_of(s),
+        exclude_guest: s.exclude_guest,
+        exclude_host: s.exclude_host,
+        ..CounterSpec::default()
+    })
+}
+
+fn emit(profile: &Profile, out: &OutputArgs) -> anyhow::Result<()> {
+    let s = match out.format {
+        Format::Text => text::render(profile, out.top),
+        Format::Json => json::render(profile) + "\n",
+        Format::Folded => flame::folded(profile).join("\n") + "\n",
+    };
+    std::io::stdout().write_all(s.as_bytes())?;
+    if let Some(path) = &out.flamegraph {
+        let f = std::fs::File::create(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        flame::svg(profile, std::io::BufWriter::new(f)).map_err(|e| anyhow!("flame graph: {e}"))?;
+        eprintln!("hvprof: flame graph written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn record(a: RecordArgs) -> anyhow::Result<()> {
+    let scope = if a.all_cpus {
+        Scope::SystemWide
+    } else {
+        Scope::Vms(a.pids.clone())
+    };
+    let mut opts = RecordOptions::new(scope);
+    opts.counter = counter_spec(&a.sampling)?;
+    opts.ring_pages = a.sampling.mmap_pages;
+    opts.duration = a.duration.map(Duration::from_secs_f64);
+    opts.guest_kallsyms = parse_guest_kallsyms(&a.guest_kallsyms)?;
+    opts.output = a.output.clone();
+    opts.stop = Arc::new(AtomicBool::new(false));
+    opts.guest_ips_hidden = host_hides_guest_ips();
+    let mut child = if a.workload.is_empty() {
+        None
+    } else {
+        Some(
+            std::process::Command::new(&a.workload[0])
+                .args(&a.workload[1..])
+                .spawn()
+                .with_context(|| format!("cannot start workload {}", a.workload[0]))?,
+        )
+    };
+    let mut extra = || {
+        STOP.load(Ordering::Relaxed)
+            || child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+    };
+    let out = session::record(&opts, &mut extra)?;
+    eprintln!("hvprof: stopped: {}", out.stopped_because);
+    if let Some(p) = &a.output {
+        eprintln!(
+            "hvprof: {} samples written to {}",
+            out.profile.total_samples,
+            p.display()
+        );
+        return Ok(());
+    }
+    emit(&out.profile, &a.out)
+}
+
+fn report(a: ReportArgs) -> anyhow::Result<()> {
+    let rec = hvprof::recording::read(&a.input)?;
+    let guest = parse_guest_kallsyms(&a.guest_kallsyms)?;
+    let mut maps = Vec::new();
+    for (pid, path) in guest {
+        let k = hvprof_symbols::Kallsyms::load(&path).map_err(|source| hvprof::Error::Symbols {
+            path: path.clone(),
+            source,
+        })?;
+        maps.push((pid, k));
+    }
+    let (agg, duration, hidden) = rec.replay(|s| {
+        if s.sample.cpumode.is_guest() {
+            if let Some((_, k)) = maps
+                .iter()
+                .find(|(p, _)| p.is_none_or(|p| p == s.sample.pid))
+            {
+                if let Some(ks) = k.lookup(s.sample.ip) {
+                    s.symbol = hvprof::attribute::Symbol::named(ks.name, "[guest.kernel]");
+                }
+            }
+        }
+    });
+    let mut meta = rec.header.meta.clone();
+    meta.duration_ns = duration;
+    let profile = agg.build(meta, hidden, usize::MAX);
+    emit(&profile, &a.out)
+}
+
+fn vms(a: VmsArgs) -> anyhow::Result<()> {
+    let vms = hvprof::discover::find_vms(
+        Path::new("/proc"),
+        hvprof::discover::default_debugfs().as_deref(),
+    )?;
+    if a.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&vms)?);
+        return Ok(());
+    }
+    if vms.is_empty() {
+        println!("no KVM VMs found (no process holds an anon_inode:kvm-vm fd)");
+        return Ok(());
+    }
+    for vm in &vms {
+        let mem = match (vm.guest_memory_bytes, vm.rss_bytes) {
+            (Some(g), _) => format!("guest memory {} MiB", g >> 20),
+            (None, Some(r)) => format!("VMM RSS {} MiB", r >> 20),
+            _ => "memory unknown".into(),
+        };
+        println!(
+            "VM {} (pid {}, {}): {} vCPUs, {}",
+            vm.name,
+            vm.pid,
+            vm.comm,
+            vm.vcpus.len(),
+            mem
+        );
+        for v in &vm.vcpus {
+            match (v.tid, v.source) {
+                (Some(t), Some(src)) => println!(
+                    "  vCPU {} → tid {} ({}; found by {})",
+                    v.index,
+                    t,
+                    vm.thread_name(t).unwrap_or("?"),
+                    serde_json::to_value(src)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
+                ),
+                _ => println!("  vCPU {} → thread not found", v.index),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether this host hides guest IPs, from detection (None: let the data decide).
+fn host_hides_guest_ips() -> Option<(bool, String)> {
+    None
+}
+
+fn testvm(_a: TestvmArgs) -> anyhow::Result<()> {
+    bail!("testvm: not wired yet")
+}
+
+fn demo(_a: DemoArgs) -> anyhow::Result<()> {
+    bail!("demo: not wired yet")
+}

@@ -1,0 +1,8 @@
+//! JSON rendering of a [`Profile`] (schema in `docs/formats.md`).
+
+use super::Profile;
+
+/// Renders the profile as pretty-printed JSON.
+pub fn render(p: &Profile) -> String {
+    serde_json::to_string_pretty(p).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}

@@ -1,0 +1,508 @@
+//! Aggregation of attributed samples into a [`Profile`]: per VM → per vCPU (and other VMM
+//! threads) → class → top symbols, with samples, percentages, lost and throttled counts.
+//!
+//! Stage: attribution → **report**. Input: [`Attributed`] samples and per-ring loss counts fed
+//! to an [`Aggregator`]; output: a [`Profile`] rendered by [`text`], [`json`] or [`flame`].
+//! The JSON schema is documented in `docs/formats.md`.
+
+pub mod flame;
+pub mod json;
+pub mod text;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::attribute::{Attributed, Class, Symbol};
+use crate::counters::Rate;
+
+/// Version of the JSON report schema (`docs/formats.md`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What was measured and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    /// Event name actually used (after any fallback), e.g. `cpu-clock`.
+    pub event: String,
+    /// Sampling rate.
+    pub rate: Rate,
+    /// Whether the event's period is in ns (cpu-clock, task-clock).
+    pub period_is_ns: bool,
+    /// Wall-clock duration of the collection in ns.
+    pub duration_ns: u64,
+    /// `threads` (per-thread counters, `-p`) or `system-wide` (per-CPU counters, `-a`).
+    pub mode: String,
+    /// Host name.
+    pub host: String,
+    /// Host kernel release (`uname -r`).
+    pub kernel: String,
+    /// Unix time of the start, in ns.
+    pub start_unix_ns: u64,
+}
+
+/// How guest IPs were seen on this host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuestIpStatus {
+    /// Samples tagged `PERF_RECORD_MISC_GUEST_KERNEL`/`GUEST_USER` by the host kernel.
+    pub tagged_samples: u64,
+    /// vCPU-thread samples at a guest-interrupt landing symbol.
+    pub landing_samples: u64,
+    /// True when the host does not report guest IPs and landing samples count as guest time
+    /// ([`Class::GuestHidden`]).
+    pub hidden: bool,
+    /// The reason, in a sentence, when `hidden`.
+    pub reason: Option<String>,
+}
+
+/// One class's share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassRow {
+    /// The class.
+    pub class: Class,
+    /// Samples.
+    pub samples: u64,
+    /// Sum of sample periods (events; ns for clock events).
+    pub period: u64,
+    /// Percent of the enclosing total's samples (0–100).
+    pub percent: f64,
+}
+
+/// One symbol's share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SymbolRow {
+    /// The class the symbol's samples belong to.
+    pub class: Class,
+    /// The symbol.
+    pub symbol: Symbol,
+    /// Samples.
+    pub samples: u64,
+    /// Percent of the enclosing total's samples (0–100).
+    pub percent: f64,
+}
+
+/// One thread of a VM (a vCPU, or another VMM thread), or a host CPU in system-wide mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadReport {
+    /// Thread id.
+    pub tid: i32,
+    /// vCPU index, when the thread runs a vCPU.
+    pub vcpu: Option<u32>,
+    /// Thread name.
+    pub name: String,
+    /// Samples.
+    pub samples: u64,
+    /// Sum of periods.
+    pub period: u64,
+    /// Time on CPU during the collection in ns (schedstat), when measured.
+    pub on_cpu_ns: Option<u64>,
+    /// Samples expected from the rate and `on_cpu_ns` (clock events at a frequency).
+    pub expected_samples: Option<u64>,
+    /// Records lost (PERF_RECORD_LOST) in this thread's ring buffer.
+    pub lost: u64,
+    /// Throttle events.
+    pub throttled: u64,
+    /// Class shares, classes with samples only, in [`Class::ALL`] order.
+    pub classes: Vec<ClassRow>,
+    /// Top symbols, most samples first.
+    pub top_symbols: Vec<SymbolRow>,
+}
+
+/// One VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmReport {
+    /// VMM pid.
+    pub pid: i32,
+    /// VM name.
+    pub name: String,
+    /// Number of vCPUs found.
+    pub vcpu_count: usize,
+    /// Samples of all the VM's threads.
+    pub samples: u64,
+    /// Lost records of all its rings.
+    pub lost: u64,
+    /// Throttle events.
+    pub throttled: u64,
+    /// Class shares over the whole VM.
+    pub classes: Vec<ClassRow>,
+    /// Top symbols over the whole VM.
+    pub top_symbols: Vec<SymbolRow>,
+    /// vCPU threads, by index.
+    pub vcpus: Vec<ThreadReport>,
+    /// Other VMM threads (I/O threads, main loop) that had samples.
+    pub other_threads: Vec<ThreadReport>,
+}
+
+/// A whole profile: what `hvprof report` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// [`SCHEMA_VERSION`].
+    pub schema: u32,
+    /// Collection parameters.
+    pub meta: Meta,
+    /// Guest IP visibility.
+    pub guest_ips: GuestIpStatus,
+    /// Notes for the reader (fallbacks, missing symbols, a VM that exited).
+    pub notes: Vec<String>,
+    /// VMs.
+    pub vms: Vec<VmReport>,
+    /// Samples of processes that are not VMs (system-wide mode).
+    pub host_other: Option<ThreadReport>,
+    /// Samples over everything.
+    pub total_samples: u64,
+    /// Lost records over everything.
+    pub total_lost: u64,
+    /// Throttle events over everything.
+    pub total_throttled: u64,
+}
+
+/// Identity of a thread for the aggregator: which VM (by pid) and which thread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadMeta {
+    /// VMM pid, or None for a non-VM process.
+    pub vm: Option<i32>,
+    /// vCPU index.
+    pub vcpu: Option<u32>,
+    /// Thread name.
+    pub name: String,
+}
+
+/// A VM as known to the aggregator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmMeta {
+    /// VMM pid.
+    pub pid: i32,
+    /// Name.
+    pub name: String,
+    /// vCPU index → tid (None when not found).
+    pub vcpus: Vec<(u32, Option<i32>)>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Counts {
+    samples: u64,
+    period: u64,
+    lost: u64,
+    throttled: u64,
+    by_class: BTreeMap<Class, (u64, u64)>,
+    by_symbol: HashMap<(Class, Symbol, bool), u64>,
+}
+
+impl Counts {
+    fn add(&mut self, a: &Attributed) {
+        self.samples += 1;
+        self.period += a.sample.period;
+        let e = self.by_class.entry(a.class).or_default();
+        e.0 += 1;
+        e.1 += a.sample.period;
+        *self
+            .by_symbol
+            .entry((a.class, a.symbol.clone(), a.landing))
+            .or_default() += 1;
+    }
+
+    fn merge(&mut self, o: &Counts) {
+        self.samples += o.samples;
+        self.period += o.period;
+        self.lost += o.lost;
+        self.throttled += o.throttled;
+        for (c, (n, p)) in &o.by_class {
+            let e = self.by_class.entry(*c).or_default();
+            e.0 += n;
+            e.1 += p;
+        }
+        for (k, n) in &o.by_symbol {
+            *self.by_symbol.entry(k.clone()).or_default() += n;
+        }
+    }
+}
+
+/// Accumulates attributed samples and losses; builds the [`Profile`].
+#[derive(Debug, Default)]
+pub struct Aggregator {
+    vms: Vec<VmMeta>,
+    threads: HashMap<i32, (ThreadMeta, Counts)>,
+    on_cpu: HashMap<i32, u64>,
+    tagged: u64,
+    landing: u64,
+    notes: Vec<String>,
+}
+
+impl Aggregator {
+    /// An empty aggregator.
+    pub fn new() -> Aggregator {
+        Aggregator::default()
+    }
+
+    /// Declares a VM so it appears in the report even with no samples.
+    pub fn add_vm(&mut self, vm: VmMeta) {
+        self.vms.retain(|v| v.pid != vm.pid);
+        self.vms.push(vm);
+    }
+
+    /// Declares a thread (name, VM, vCPU) before its samples arrive.
+    pub fn add_thread(&mut self, tid: i32, meta: ThreadMeta) {
+        self.threads
+            .entry(tid)
+            .or_insert_with(|| (meta.clone(), Counts::default()))
+            .0 = meta.clone();
+    }
+
+    /// Adds a note for the report.
+    pub fn note(&mut self, s: impl Into<String>) {
+        let s = s.into();
+        if !self.notes.contains(&s) {
+            self.notes.push(s);
+        }
+    }
+
+    /// Adds one attributed sample.
+    pub fn add(&mut self, a: &Attributed) {
+        if a.sample.cpumode.is_guest() {
+            self.tagged += 1;
+        }
+        if a.landing {
+            self.landing += 1;
+        }
+        let vm = self
+            .vms
+            .iter()
+            .find(|v| v.pid == a.sample.pid)
+            .map(|v| v.pid);
+        let e = self.threads.entry(a.sample.tid).or_insert_with(|| {
+            (
+                ThreadMeta {
+                    vm,
+                    vcpu: None,
+                    name: format!("tid {}", a.sample.tid),
+                },
+                Counts::default(),
+            )
+        });
+        e.1.add(a);
+    }
+
+    /// Adds `n` lost records to the ring of thread `tid`.
+    pub fn add_lost(&mut self, tid: i32, n: u64) {
+        self.threads
+            .entry(tid)
+            .or_insert_with(|| unknown_thread(tid))
+            .1
+            .lost += n;
+    }
+
+    /// Adds one throttle event to the ring of thread `tid`.
+    pub fn add_throttle(&mut self, tid: i32) {
+        self.threads
+            .entry(tid)
+            .or_insert_with(|| unknown_thread(tid))
+            .1
+            .throttled += 1;
+    }
+
+    /// Records thread `tid`'s time on CPU during the collection, in ns.
+    pub fn set_on_cpu(&mut self, tid: i32, ns: u64) {
+        self.on_cpu.insert(tid, ns);
+    }
+
+    /// Samples of all threads so far.
+    pub fn total_samples(&self) -> u64 {
+        self.threads.values().map(|t| t.1.samples).sum()
+    }
+
+    /// Builds the profile. `hidden` says whether the host hides guest IPs (from detection);
+    /// None lets the data decide: hidden when no sample was guest-tagged and some vCPU samples
+    /// landed at a guest-interrupt symbol. `top` limits the symbol lists.
+    pub fn build(&self, meta: Meta, hidden: Option<(bool, String)>, top: usize) -> Profile {
+        let inferred = self.tagged == 0 && self.landing > 0;
+        let (hide, reason) = match hidden {
+            Some((h, r)) => (h, if h { Some(r) } else { None }),
+            None if inferred => (
+                true,
+                Some(format!(
+                    "no sample was tagged as guest mode, while {} vCPU samples landed in the host's guest-interrupt path: this host does not report guest IPs",
+                    self.landing
+                )),
+            ),
+            None => (false, None),
+        };
+        let hz = match meta.rate {
+            Rate::Frequency(hz) if meta.period_is_ns => Some(hz),
+            Rate::Period(p) if meta.period_is_ns && p > 0 => Some(1_000_000_000 / p),
+            _ => None,
+        };
+        let thread_report = |tid: i32, m: &ThreadMeta, c: &Counts| {
+            let on_cpu_ns = self.on_cpu.get(&tid).copied();
+            ThreadReport {
+                tid,
+                vcpu: m.vcpu,
+                name: m.name.clone(),
+                samples: c.samples,
+                period: c.period,
+                on_cpu_ns,
+                expected_samples: hz
+                    .zip(on_cpu_ns)
+                    .map(|(hz, ns)| (ns as u128 * hz as u128 / 1_000_000_000) as u64),
+                lost: c.lost,
+                throttled: c.throttled,
+                classes: class_rows(c, hide),
+                top_symbols: symbol_rows(c, hide, top),
+            }
+        };
+        let mut vms = Vec::new();
+        let mut all = Counts::default();
+        for vm in &self.vms {
+            let mut total = Counts::default();
+            let mut vcpus = Vec::new();
+            let mut others = Vec::new();
+            let mut tids: Vec<&i32> = self.threads.keys().collect();
+            tids.sort();
+            for tid in tids {
+                let (m, c) = &self.threads[tid];
+                if m.vm != Some(vm.pid) {
+                    continue;
+                }
+                total.merge(c);
+                if m.vcpu.is_some() {
+                    vcpus.push(thread_report(*tid, m, c));
+                } else if c.samples > 0 || c.lost > 0 {
+                    others.push(thread_report(*tid, m, c));
+                }
+            }
+            vcpus.sort_by_key(|t| t.vcpu);
+            all.merge(&total);
+            vms.push(VmReport {
+                pid: vm.pid,
+                name: vm.name.clone(),
+                vcpu_count: vm.vcpus.len(),
+                samples: total.samples,
+                lost: total.lost,
+                throttled: total.throttled,
+                classes: class_rows(&total, hide),
+                top_symbols: symbol_rows(&total, hide, top),
+                vcpus,
+                other_threads: others,
+            });
+        }
+        let mut other = Counts::default();
+        for (m, c) in self.threads.values() {
+            if m.vm.is_none() {
+                other.merge(c);
+            }
+        }
+        all.merge(&other);
+        let host_other = (other.samples > 0 || other.lost > 0).then(|| {
+            thread_report(
+                -1,
+                &ThreadMeta {
+                    vm: None,
+                    vcpu: None,
+                    name: "host (not a VM)".into(),
+                },
+                &other,
+            )
+        });
+        Profile {
+            schema: SCHEMA_VERSION,
+            meta,
+            guest_ips: GuestIpStatus {
+                tagged_samples: self.tagged,
+                landing_samples: self.landing,
+                hidden: hide,
+                reason,
+            },
+            notes: self.notes.clone(),
+            vms,
+            host_other,
+            total_samples: all.samples,
+            total_lost: all.lost,
+            total_throttled: all.throttled,
+        }
+    }
+}
+
+fn unknown_thread(tid: i32) -> (ThreadMeta, Counts) {
+    (
+        ThreadMeta {
+            vm: None,
+            vcpu: None,
+            name: format!("tid {tid}"),
+        },
+        Counts::default(),
+    )
+}
+
+/// The class a symbol entry falls in once the hidden-guest policy is applied.
+fn effective(class: Class, landing: bool, hide: bool) -> Class {
+    if landing && hide {
+        Class::GuestHidden
+    } else {
+        class
+    }
+}
+
+fn pct(n: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        n as f64 * 100.0 / total as f64
+    }
+}
+
+fn class_rows(c: &Counts, hide: bool) -> Vec<ClassRow> {
+    let mut by: BTreeMap<Class, (u64, u64)> = BTreeMap::new();
+    // Reclassify from the symbol table (it carries the landing flag); periods are spread by
+    // the class table's mean period for the moved samples.
+    for ((class, _sym, landing), n) in &c.by_symbol {
+        by.entry(effective(*class, *landing, hide)).or_default().0 += n;
+    }
+    for (class, (n, p)) in &c.by_class {
+        let moved: u64 = c
+            .by_symbol
+            .iter()
+            .filter(|((cl, _, l), _)| cl == class && effective(*cl, *l, hide) != *cl)
+            .map(|(_, n)| *n)
+            .sum();
+        let mean = if *n > 0 { p / n } else { 0 };
+        by.entry(*class).or_default().1 += p.saturating_sub(moved * mean);
+        if moved > 0 {
+            by.entry(Class::GuestHidden).or_default().1 += moved * mean;
+        }
+    }
+    Class::ALL
+        .iter()
+        .filter_map(|cl| {
+            let (n, p) = by.get(cl).copied()?;
+            (n > 0).then(|| ClassRow {
+                class: *cl,
+                samples: n,
+                period: p,
+                percent: pct(n, c.samples),
+            })
+        })
+        .collect()
+}
+
+fn symbol_rows(c: &Counts, hide: bool, top: usize) -> Vec<SymbolRow> {
+    let mut merged: HashMap<(Class, &Symbol), u64> = HashMap::new();
+    for ((class, sym, landing), n) in &c.by_symbol {
+        *merged
+            .entry((effective(*class, *landing, hide), sym))
+            .or_default() += n;
+    }
+    let mut rows: Vec<SymbolRow> = merged
+        .into_iter()
+        .map(|((class, sym), n)| SymbolRow {
+            class,
+            symbol: sym.clone(),
+            samples: n,
+            percent: pct(n, c.samples),
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.samples
+            .cmp(&a.samples)
+            .then_with(|| a.symbol.cmp(&b.symbol))
+    });
+    rows.truncate(top);
+    rows
+}

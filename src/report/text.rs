@@ -1,0 +1,113 @@
+//! The text report, for people: per VM → per vCPU → class → top symbols.
+
+use std::fmt::Write;
+
+use super::{ClassRow, Profile, SymbolRow, ThreadReport};
+use crate::counters::Rate;
+
+/// Renders the profile as text. `top` limits symbols shown per thread.
+pub fn render(p: &Profile, top: usize) -> String {
+    let mut o = String::new();
+    let m = &p.meta;
+    let rate = match m.rate {
+        Rate::Frequency(hz) => format!("{hz} Hz"),
+        Rate::Period(n) => format!("period {n}"),
+    };
+    let _ = writeln!(
+        o,
+        "hvprof: event {}, {}, {:.2} s, {} mode, host {} (Linux {})",
+        m.event,
+        rate,
+        m.duration_ns as f64 / 1e9,
+        m.mode,
+        m.host,
+        m.kernel
+    );
+    let _ = writeln!(
+        o,
+        "samples {}, lost {}, throttled {}",
+        p.total_samples, p.total_lost, p.total_throttled
+    );
+    let g = &p.guest_ips;
+    if g.hidden {
+        let _ = writeln!(
+            o,
+            "\nNOTE: guest IPs are not reported by this host. {} vCPU samples taken while the guest ran landed in the hypervisor's guest-interrupt path; they are counted as guest time (class \"guest (ip not reported by host)\"), with no guest symbol.",
+            g.landing_samples
+        );
+        if let Some(r) = &g.reason {
+            let _ = writeln!(o, "      reason: {r}");
+        }
+    } else if g.tagged_samples > 0 {
+        let _ = writeln!(o, "guest-tagged samples: {}", g.tagged_samples);
+    }
+    for n in &p.notes {
+        let _ = writeln!(o, "note: {n}");
+    }
+    for vm in &p.vms {
+        let _ = writeln!(
+            o,
+            "\n== VM {} (pid {}): {} vCPUs, {} samples, lost {}, throttled {}",
+            vm.name, vm.pid, vm.vcpu_count, vm.samples, vm.lost, vm.throttled
+        );
+        classes(&mut o, "   ", &vm.classes);
+        symbols(&mut o, "   ", &vm.top_symbols, top);
+        for t in vm.vcpus.iter().chain(&vm.other_threads) {
+            thread(&mut o, t, top);
+        }
+    }
+    if let Some(h) = &p.host_other {
+        let _ = writeln!(o, "\n== host processes that are not VMs");
+        thread(&mut o, h, top);
+    }
+    o
+}
+
+fn thread(o: &mut String, t: &ThreadReport, top: usize) {
+    let who = match t.vcpu {
+        Some(i) => format!("vCPU {i} (tid {}, {})", t.tid, t.name),
+        None if t.tid >= 0 => format!("thread {} ({})", t.tid, t.name),
+        None => t.name.clone(),
+    };
+    let expect = match (t.expected_samples, t.on_cpu_ns) {
+        (Some(e), Some(ns)) => format!(", expected ~{e} for {:.2} s on CPU", ns as f64 / 1e9),
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        o,
+        "\n  {who}: {} samples{expect}, lost {}, throttled {}",
+        t.samples, t.lost, t.throttled
+    );
+    classes(o, "     ", &t.classes);
+    symbols(o, "     ", &t.top_symbols, top);
+}
+
+fn classes(o: &mut String, ind: &str, rows: &[ClassRow]) {
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "{ind}{:>6.2}% {:>9}  {}",
+            r.percent,
+            r.samples,
+            r.class.label()
+        );
+    }
+}
+
+fn symbols(o: &mut String, ind: &str, rows: &[SymbolRow], top: usize) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "{ind}top symbols:");
+    for r in rows.iter().take(top) {
+        let _ = writeln!(
+            o,
+            "{ind}  {:>6.2}% {:>8}  {:<22} {} {}",
+            r.percent,
+            r.samples,
+            r.class.key(),
+            r.symbol.display_name(),
+            r.symbol.dso
+        );
+    }
+}

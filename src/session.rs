@@ -1,0 +1,466 @@
+//! A recording session, end to end: discover → counters → ring buffers → collection →
+//! attribution → aggregation. This is what `hvprof record` runs.
+//!
+//! ```no_run
+//! # fn main() -> hvprof::Result<()> {
+//! use hvprof::session::{record, RecordOptions, Scope};
+//! let mut opts = RecordOptions::new(Scope::Vms(vec![1234]));
+//! opts.duration = Some(std::time::Duration::from_secs(5));
+//! let out = record(&opts, &mut || false)?;
+//! print!("{}", hvprof::report::text::render(&out.profile, 10));
+//! # Ok(()) }
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::RecvTimeoutError;
+use hvprof_symbols::Kallsyms;
+
+use crate::attribute::{Attributor, HostSymbols};
+use crate::collect::{Batch, Reader};
+use crate::counters::{has_hardware_pmu, open_counter, CounterSpec, EventSpec};
+use crate::discover::{self, Vm};
+use crate::error::{Error, Result};
+use crate::record::Record;
+use crate::recording::{self, Entry, Header};
+use crate::report::{Aggregator, Meta, Profile, ThreadMeta, VmMeta};
+use crate::ring::RingBuffer;
+use crate::sys::perf::Target;
+
+/// What to profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// These VMM processes: one counter per thread (vCPU threads and the VMM's other threads).
+    Vms(Vec<i32>),
+    /// Every host CPU (`-a`): one counter per CPU; VMs found at start are reported by name.
+    SystemWide,
+}
+
+/// Options of a recording session.
+#[derive(Debug, Clone)]
+pub struct RecordOptions {
+    /// What to profile.
+    pub scope: Scope,
+    /// The counter to open.
+    pub counter: CounterSpec,
+    /// Data pages per ring buffer (power of two). 64 pages = 256 KiB with 4 KiB pages.
+    pub ring_pages: usize,
+    /// Stop after this long (None: until SIGINT, the workload's end, or the VM's exit).
+    pub duration: Option<Duration>,
+    /// Guest symbol maps (kallsyms / System.map format), per VM pid; `None` applies to every VM.
+    pub guest_kallsyms: Vec<(Option<i32>, PathBuf)>,
+    /// Where `/proc` and `/sys` live (`/` normally).
+    pub root: PathBuf,
+    /// KVM debugfs directory, if mounted.
+    pub debugfs: Option<PathBuf>,
+    /// Write a recording here.
+    pub output: Option<PathBuf>,
+    /// Set to stop (SIGINT handler).
+    pub stop: Arc<AtomicBool>,
+    /// Whether the host hides guest IPs, and why (from `hvprof detect`); None: decide from data.
+    pub guest_ips_hidden: Option<(bool, String)>,
+}
+
+impl RecordOptions {
+    /// Defaults: cpu-clock at 1000 Hz, 64-page rings, live system.
+    pub fn new(scope: Scope) -> RecordOptions {
+        RecordOptions {
+            scope,
+            counter: CounterSpec::default(),
+            ring_pages: 64,
+            duration: None,
+            guest_kallsyms: Vec::new(),
+            root: PathBuf::from("/"),
+            debugfs: discover::default_debugfs(),
+            output: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            guest_ips_hidden: None,
+        }
+    }
+}
+
+/// What a session produced.
+#[derive(Debug)]
+pub struct RecordOutcome {
+    /// The full profile (every symbol kept; renderers cut the lists).
+    pub profile: Profile,
+    /// Why collection stopped, in words.
+    pub stopped_because: String,
+}
+
+/// Runs a session until its duration ends, `opts.stop` is set, `extra_stop()` returns true
+/// (a workload ended), or every monitored thread exited (the VM is gone).
+///
+/// # Errors
+/// [`Error::NoSuchProcess`] / [`Error::NotAVm`] for a bad pid, [`Error::Symbols`] for an
+/// unreadable guest symbol file, [`Error::PerfEventOpen`] when no counter can be opened (the
+/// errno tells why: permission, unsupported event), [`Error::RingMmap`], [`Error::Write`].
+pub fn record(opts: &RecordOptions, extra_stop: &mut dyn FnMut() -> bool) -> Result<RecordOutcome> {
+    let proc_root = opts.root.join("proc");
+    let mut notes = Vec::new();
+
+    // Discover.
+    let vms: Vec<Vm> = match &opts.scope {
+        Scope::Vms(pids) => pids
+            .iter()
+            .map(|&pid| discover::inspect(&proc_root, opts.debugfs.as_deref(), pid))
+            .collect::<Result<_>>()?,
+        Scope::SystemWide => discover::find_vms(&proc_root, opts.debugfs.as_deref())?,
+    };
+    for vm in &vms {
+        let missing: Vec<String> = vm
+            .vcpus
+            .iter()
+            .filter(|v| v.tid.is_none())
+            .map(|v| v.index.to_string())
+            .collect();
+        if !missing.is_empty() {
+            notes.push(format!(
+                "VM {} (pid {}): no thread found for vCPU {} (not running KVM_RUN, no debugfs, unknown thread names)",
+                vm.name,
+                vm.pid,
+                missing.join(", ")
+            ));
+        }
+    }
+
+    // Event: fall back to cpu-clock without a hardware PMU.
+    let mut counter = opts.counter.clone();
+    if counter.event.is_hardware() && !has_hardware_pmu(&opts.root) {
+        notes.push(format!(
+            "no hardware PMU on this host (no 'cpu' event source in /sys/bus/event_source/devices): using cpu-clock instead of {}",
+            counter.event.name
+        ));
+        counter.event = EventSpec::parse("cpu-clock")?;
+    }
+
+    // Symbols.
+    let host = HostSymbols::load(&opts.root);
+    if let Some(e) = &host.kallsyms_error {
+        notes.push(format!("host kernel symbols unavailable: {e}"));
+    }
+    let mut attributor = Attributor::new(host, &proc_root);
+    for (pid, path) in &opts.guest_kallsyms {
+        let syms = Kallsyms::load(path).map_err(|source| Error::Symbols {
+            path: path.clone(),
+            source,
+        })?;
+        let targets: Vec<i32> = match pid {
+            Some(p) => vec![*p],
+            None => vms.iter().map(|v| v.pid).collect(),
+        };
+        for p in targets {
+            attributor.set_guest_symbols(p, syms.clone());
+        }
+    }
+
+    // Aggregator and recording header.
+    let mut agg = Aggregator::new();
+    let mut threads: Vec<(i32, ThreadMeta)> = Vec::new();
+    let mut vm_metas = Vec::new();
+    for vm in &vms {
+        let meta = VmMeta {
+            pid: vm.pid,
+            name: vm.name.clone(),
+            vcpus: vm.vcpus.iter().map(|v| (v.index, v.tid)).collect(),
+        };
+        agg.add_vm(meta.clone());
+        vm_metas.push(meta);
+        attributor.snapshot_maps(vm.pid);
+        for t in &vm.threads {
+            let vcpu = vm.vcpu_of_tid(t.tid);
+            if vcpu.is_some() {
+                attributor.add_vcpu_thread(t.tid);
+            }
+            let m = ThreadMeta {
+                vm: Some(vm.pid),
+                vcpu,
+                name: t.comm.clone(),
+            };
+            agg.add_thread(t.tid, m.clone());
+            threads.push((t.tid, m));
+        }
+    }
+    let start_unix_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let uts = nix::sys::utsname::uname().ok();
+    let mut meta = Meta {
+        event: counter.event.name.clone(),
+        rate: counter.rate,
+        period_is_ns: counter.event.period_is_ns(),
+        duration_ns: 0,
+        mode: match opts.scope {
+            Scope::Vms(_) => "threads".into(),
+            Scope::SystemWide => "system-wide".into(),
+        },
+        host: uts
+            .as_ref()
+            .map(|u| u.nodename().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        kernel: uts
+            .as_ref()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        start_unix_ns,
+    };
+    let mut writer = match &opts.output {
+        Some(p) => Some(recording::Writer::create(
+            p,
+            &Header {
+                format: recording::FORMAT_NAME.into(),
+                version: recording::FORMAT_VERSION,
+                meta: meta.clone(),
+                vms: vm_metas,
+                threads: threads.clone(),
+            },
+        )?),
+        None => None,
+    };
+
+    // Counters and rings.
+    let targets: Vec<Target> = match opts.scope {
+        Scope::Vms(_) => vms
+            .iter()
+            .flat_map(|vm| vm.threads.iter().map(|t| Target::Thread(t.tid)))
+            .collect(),
+        Scope::SystemWide => online_cpus(&opts.root)
+            .into_iter()
+            .map(Target::Cpu)
+            .collect(),
+    };
+    let stop_readers = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = crossbeam_channel::bounded::<Batch>(1024);
+    let mut readers = Vec::new();
+    let mut fds_opened = 0usize;
+    let mut first_err = None;
+    let mut enable_list = Vec::new();
+    for &t in &targets {
+        let fd = match open_counter(&counter, t) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // A thread that exited between discovery and now is no error.
+                if let Error::PerfEventOpen { source, .. } = &e {
+                    if source.raw_os_error() == Some(libc::ESRCH) {
+                        continue;
+                    }
+                }
+                first_err.get_or_insert(e);
+                continue;
+            }
+        };
+        let ring = RingBuffer::map(&fd, opts.ring_pages)?;
+        enable_list.push(fd.file().try_clone().map_err(|source| Error::Sys {
+            op: "dup perf fd",
+            source,
+        })?);
+        readers.push(Reader::spawn(fd, ring, tx.clone(), stop_readers.clone())?);
+        fds_opened += 1;
+    }
+    drop(tx);
+    if fds_opened == 0 {
+        return Err(first_err.unwrap_or(Error::InvalidOption(
+            "nothing to profile: no threads or CPUs".into(),
+        )));
+    }
+    if let Some(e) = first_err {
+        notes.push(format!(
+            "some counters could not be opened: {}",
+            crate::error_chain(&e)
+        ));
+    }
+    let on_cpu_start: HashMap<i32, u64> = threads
+        .iter()
+        .filter_map(|(tid, _)| Some((*tid, on_cpu_ns(&proc_root, *tid)?)))
+        .collect();
+    let t0 = Instant::now();
+    for f in &enable_list {
+        enable_file(f)?;
+    }
+    drop(enable_list);
+
+    // Collect.
+    let mut hung_up: HashSet<Target> = HashSet::new();
+    let stopped_because;
+    loop {
+        if opts.stop.load(Ordering::Relaxed) {
+            stopped_because = "interrupted (SIGINT)".to_string();
+            break;
+        }
+        if opts.duration.is_some_and(|d| t0.elapsed() >= d) {
+            stopped_because = format!("duration of {:.1} s reached", t0.elapsed().as_secs_f64());
+            break;
+        }
+        if extra_stop() {
+            stopped_because = "workload ended".into();
+            break;
+        }
+        if hung_up.len() == fds_opened {
+            stopped_because = "every monitored thread exited (the VM is gone)".into();
+            notes.push(
+                "the VM exited during the collection; the report covers the time until then".into(),
+            );
+            break;
+        }
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(b) => handle(
+                b,
+                &mut attributor,
+                &mut agg,
+                &mut writer,
+                &mut hung_up,
+                &mut notes,
+            )?,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                stopped_because = "all readers ended".into();
+                break;
+            }
+        }
+    }
+    let elapsed = t0.elapsed();
+    stop_readers.store(true, Ordering::Release);
+    for r in readers {
+        r.join();
+    }
+    while let Ok(b) = rx.try_recv() {
+        handle(
+            b,
+            &mut attributor,
+            &mut agg,
+            &mut writer,
+            &mut hung_up,
+            &mut notes,
+        )?;
+    }
+    for (tid, start) in &on_cpu_start {
+        if let Some(end) = on_cpu_ns(&proc_root, *tid) {
+            let ns = end.saturating_sub(*start);
+            agg.set_on_cpu(*tid, ns);
+            if let Some(w) = writer.as_mut() {
+                w.write(&Entry::OnCpu { tid: *tid, ns })?;
+            }
+        }
+    }
+    for n in &notes {
+        agg.note(n.clone());
+        if let Some(w) = writer.as_mut() {
+            w.write(&Entry::Note { text: n.clone() })?;
+        }
+    }
+    meta.duration_ns = elapsed.as_nanos() as u64;
+    if let Some(mut w) = writer {
+        w.write(&Entry::End {
+            duration_ns: meta.duration_ns,
+            hidden: opts.guest_ips_hidden.clone(),
+        })?;
+        w.finish()?;
+    }
+    let profile = agg.build(meta, opts.guest_ips_hidden.clone(), usize::MAX);
+    Ok(RecordOutcome {
+        profile,
+        stopped_because,
+    })
+}
+
+fn handle(
+    b: Batch,
+    attributor: &mut Attributor,
+    agg: &mut Aggregator,
+    writer: &mut Option<recording::Writer>,
+    hung_up: &mut HashSet<Target>,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    let owner_tid = |t: Target, sid_tid: Option<i32>| match t {
+        Target::Thread(tid) => tid,
+        Target::Cpu(_) => sid_tid.unwrap_or(-1),
+    };
+    match b {
+        Batch::Records { target, records } => {
+            for r in records {
+                let entry = match r {
+                    Record::Sample(s) => {
+                        let a = attributor.attribute(&s);
+                        agg.add(&a);
+                        Some(Entry::Sample(a))
+                    }
+                    Record::Lost { lost, sid } | Record::LostSamples { lost, sid } => {
+                        let tid = owner_tid(target, sid.tid);
+                        agg.add_lost(tid, lost);
+                        Some(Entry::Lost { tid, n: lost })
+                    }
+                    Record::Throttle { sid, .. } => {
+                        let tid = owner_tid(target, sid.tid);
+                        agg.add_throttle(tid);
+                        Some(Entry::Throttle { tid })
+                    }
+                    Record::Corrupt {
+                        offset,
+                        skipped,
+                        reason,
+                    } => {
+                        let n = format!("{target}: {skipped} bytes of corrupt ring data at offset {offset} skipped ({reason})");
+                        notes.push(n);
+                        None
+                    }
+                    Record::Unthrottle { .. }
+                    | Record::Exit { .. }
+                    | Record::Comm { .. }
+                    | Record::Other { .. } => None,
+                };
+                if let (Some(w), Some(e)) = (writer.as_mut(), entry) {
+                    w.write(&e)?;
+                }
+            }
+        }
+        Batch::Hangup { target } => {
+            hung_up.insert(target);
+        }
+        Batch::Error { target, message } => notes.push(format!("{target}: {message}")),
+    }
+    Ok(())
+}
+
+fn enable_file(f: &std::fs::File) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `f` is a dup of a live perf event fd; ENABLE takes an integer argument.
+    let r = unsafe { perf_event_open_sys::ioctls::ENABLE(f.as_raw_fd(), 0) };
+    if r < 0 {
+        return Err(Error::PerfIoctl {
+            op: "PERF_EVENT_IOC_ENABLE",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// A thread's total time on CPU in ns: the first field of `/proc/*/task/TID/schedstat`
+/// (`se.sum_exec_runtime`, Documentation/scheduler/sched-stats.rst).
+pub fn on_cpu_ns(proc_root: &Path, tid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(proc_root.join(format!("{tid}/task/{tid}/schedstat")))
+        .or_else(|_| std::fs::read_to_string(proc_root.join(format!("{tid}/schedstat"))))
+        .ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Online CPUs from `/sys/devices/system/cpu/online` (`0-3,5`), else `0..cpu_count()`.
+pub fn online_cpus(root: &Path) -> Vec<u32> {
+    let text =
+        std::fs::read_to_string(root.join("sys/devices/system/cpu/online")).unwrap_or_default();
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+            cpus.extend(a..=b.min(a + 4096));
+        }
+    }
+    if cpus.is_empty() {
+        cpus = (0..crate::sys::cpu_count() as u32).collect();
+    }
+    cpus
+}
