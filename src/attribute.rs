@@ -185,7 +185,8 @@ pub const KVM_MODULES: &[&str] = &["kvm", "kvm_intel", "kvm_amd", "kvm_pvm", "pv
 /// Whether a host kernel symbol is KVM code: in a KVM module, or — for a KVM built into the
 /// kernel, whose symbols carry no module — named by KVM's conventions (`kvm*`, `__kvm*`, `pvm_*`,
 /// `vmx_*`, `svm_*`, `vcpu_*`, the x86 instruction emulator `x86_emulate*`/`x86_decode*`/
-/// `emulator_*`, and the shadow/EPT page walkers `paging64_*`, `paging32_*`, `ept_*`).
+/// `emulator_*`, its opcode handlers `em_*` and fetch/segment helpers, and the MMU's
+/// `paging64_*`, `paging32_*`, `ept_*`, `tdp_*`, `mmu_*`).
 /// The name rule is a heuristic; module membership is exact.
 pub fn is_kvm_symbol(name: &str, module: Option<&str>) -> bool {
     if let Some(m) = module {
@@ -206,6 +207,14 @@ pub fn is_kvm_symbol(name: &str, module: Option<&str>) -> bool {
         "ept_",
         "nested_vmx",
         "nested_svm",
+        "em_",
+        "do_insn_fetch",
+        "segmented_",
+        "linearize",
+        "tdp_",
+        "mmu_",
+        "fast_page_fault",
+        "direct_page_fault",
     ];
     PREFIXES.iter().any(|p| n.starts_with(p))
 }
@@ -431,7 +440,7 @@ mod tests {
         let no = [
             ("schedule", None),
             ("do_syscall_64", None),
-            ("em_cmp_match", None),
+            ("emulate_vsyscall", None),
             ("foo", Some("ext4")),
         ];
         for (n, m) in no {

@@ -440,10 +440,92 @@ fn host_hides_guest_ips() -> Option<(bool, String)> {
     None
 }
 
-fn testvm(_a: TestvmArgs) -> anyhow::Result<()> {
-    bail!("testvm: not wired yet")
+fn testvm_config(vcpus: usize, workload: Workload, ring0: bool) -> hvprof_testvm::TestVmConfig {
+    hvprof_testvm::TestVmConfig {
+        vcpus,
+        workload: match workload {
+            Workload::Compute => hvprof_testvm::Workload::Compute,
+            Workload::Pio => hvprof_testvm::Workload::PortIo { port: 0x80 },
+        },
+        privilege: if ring0 { hvprof_testvm::Privilege::Ring0 } else { hvprof_testvm::Privilege::Ring3 },
+        ..Default::default()
+    }
 }
 
-fn demo(_a: DemoArgs) -> anyhow::Result<()> {
-    bail!("demo: not wired yet")
+fn testvm(a: TestvmArgs) -> anyhow::Result<()> {
+    let cfg = testvm_config(a.vcpus, a.workload, a.ring0);
+    if let Some(p) = &a.kallsyms {
+        hvprof_testvm::write_kallsyms(p)?;
+    }
+    let _ = nix::sys::prctl::set_name(c"hvprof-testvm");
+    let vm = hvprof_testvm::TestVm::start(cfg)?;
+    let tids = vm.vcpu_tids();
+    println!(
+        "hvprof testvm: pid {} ready, {} vCPUs, threads {:?}{}",
+        vm.pid(),
+        tids.len(),
+        tids,
+        a.kallsyms.as_ref().map(|p| format!(", guest symbols in {}", p.display())).unwrap_or_default()
+    );
+    std::io::stdout().flush()?;
+    let t0 = std::time::Instant::now();
+    while !STOP.load(Ordering::Relaxed) && !vm.any_failed() && a.duration.is_none_or(|d| t0.elapsed().as_secs_f64() < d) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let summary = vm.stop()?;
+    eprintln!("hvprof testvm: stopped after {:.2} s", t0.elapsed().as_secs_f64());
+    for v in &summary.vcpus {
+        eprintln!("  {v:?}");
+    }
+    Ok(())
+}
+
+/// A child `hvprof testvm` process, killed and reaped on drop.
+struct ChildVm(std::process::Child);
+
+impl Drop for ChildVm {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = self.0.wait();
+    }
+}
+
+fn demo(a: DemoArgs) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("hvprof-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let kallsyms = dir.join("testvm.kallsyms");
+    let exe = std::env::current_exe().context("cannot find the hvprof executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["testvm", "--vcpus", &a.vcpus.to_string(), "--kallsyms"]).arg(&kallsyms);
+    if a.workload == Workload::Pio {
+        cmd.args(["--workload", "pio"]);
+    }
+    if a.ring0 {
+        cmd.arg("--ring0");
+    }
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().context("cannot start the test VM")?;
+    let stdout = child.stdout.take().context("test VM stdout")?;
+    let child = ChildVm(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    if !line.contains("ready") {
+        bail!("the test VM did not start (see its error above)");
+    }
+    eprint!("{line}");
+    let pid = child.0.id() as i32;
+    let mut opts = RecordOptions::new(Scope::Vms(vec![pid]));
+    opts.counter = CounterSpec {
+        event: EventSpec::parse("cycles")?,
+        rate: Rate::Frequency(a.freq),
+        ..CounterSpec::default()
+    };
+    opts.duration = Some(Duration::from_secs_f64(a.duration));
+    opts.guest_kallsyms = vec![(Some(pid), kallsyms.clone())];
+    opts.guest_ips_hidden = host_hides_guest_ips();
+    eprintln!("hvprof: profiling the test VM (pid {pid}) for {:.1} s at {} Hz ...", a.duration, a.freq);
+    let out = session::record(&opts, &mut || STOP.load(Ordering::Relaxed))?;
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+    emit(&out.profile, &a.out)
 }
