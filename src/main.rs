@@ -153,6 +153,9 @@ struct TestvmArgs {
     /// Run the payload in ring 0 (emulated instruction by instruction under PVM) instead of ring 3.
     #[arg(long)]
     ring0: bool,
+    /// The KVM device.
+    #[arg(long, default_value = "/dev/kvm")]
+    kvm_device: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -260,6 +263,9 @@ fn hint(e: &hvprof::Error) -> Option<String> {
         },
         E::RingMmap { .. } => Some("the perf mmap limit was hit: lower -m/--mmap-pages or raise kernel.perf_event_mlock_kb".into()),
         E::NoSuchProcess { .. } => Some("list VMs with `hvprof vms`".into()),
+        E::Read { source, path } if source.raw_os_error() == Some(libc::EACCES) && path.starts_with("/proc") => {
+            Some("reading another user's /proc/PID entries needs root or CAP_SYS_PTRACE".into())
+        }
         E::NotAVm { .. } => Some("list VMs with `hvprof vms`".into()),
         _ => None,
     }
@@ -342,10 +348,13 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
         )
     };
     let mut extra = || {
-        STOP.load(Ordering::Relaxed)
-            || child
-                .as_mut()
-                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+        if STOP.load(Ordering::Relaxed) {
+            return Some("interrupted (SIGINT/SIGTERM)".to_string());
+        }
+        match child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(st))) => Some(format!("workload ended ({st})")),
+            _ => None,
+        }
     };
     let out = session::record(&opts, &mut extra)?;
     eprintln!("hvprof: stopped: {}", out.stopped_because);
@@ -453,7 +462,8 @@ fn testvm_config(vcpus: usize, workload: Workload, ring0: bool) -> hvprof_testvm
 }
 
 fn testvm(a: TestvmArgs) -> anyhow::Result<()> {
-    let cfg = testvm_config(a.vcpus, a.workload, a.ring0);
+    let mut cfg = testvm_config(a.vcpus, a.workload, a.ring0);
+    cfg.kvm_path = a.kvm_device.clone();
     if let Some(p) = &a.kallsyms {
         hvprof_testvm::write_kallsyms(p)?;
     }
@@ -524,7 +534,7 @@ fn demo(a: DemoArgs) -> anyhow::Result<()> {
     opts.guest_kallsyms = vec![(Some(pid), kallsyms.clone())];
     opts.guest_ips_hidden = host_hides_guest_ips();
     eprintln!("hvprof: profiling the test VM (pid {pid}) for {:.1} s at {} Hz ...", a.duration, a.freq);
-    let out = session::record(&opts, &mut || STOP.load(Ordering::Relaxed))?;
+    let out = session::record(&opts, &mut || STOP.load(Ordering::Relaxed).then(|| "interrupted".to_string()))?;
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
     emit(&out.profile, &a.out)

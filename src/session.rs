@@ -6,7 +6,7 @@
 //! use hvprof::session::{record, RecordOptions, Scope};
 //! let mut opts = RecordOptions::new(Scope::Vms(vec![1234]));
 //! opts.duration = Some(std::time::Duration::from_secs(5));
-//! let out = record(&opts, &mut || false)?;
+//! let out = record(&opts, &mut || None)?;
 //! print!("{}", hvprof::report::text::render(&out.profile, 10));
 //! # Ok(()) }
 //! ```
@@ -92,14 +92,17 @@ pub struct RecordOutcome {
     pub stopped_because: String,
 }
 
-/// Runs a session until its duration ends, `opts.stop` is set, `extra_stop()` returns true
-/// (a workload ended), or every monitored thread exited (the VM is gone).
+/// Runs a session until its duration ends, `opts.stop` is set, `extra_stop()` returns a reason
+/// (a workload ended, a signal arrived), or every monitored thread exited (the VM is gone).
 ///
 /// # Errors
 /// [`Error::NoSuchProcess`] / [`Error::NotAVm`] for a bad pid, [`Error::Symbols`] for an
 /// unreadable guest symbol file, [`Error::PerfEventOpen`] when no counter can be opened (the
 /// errno tells why: permission, unsupported event), [`Error::RingMmap`], [`Error::Write`].
-pub fn record(opts: &RecordOptions, extra_stop: &mut dyn FnMut() -> bool) -> Result<RecordOutcome> {
+pub fn record(
+    opts: &RecordOptions,
+    extra_stop: &mut dyn FnMut() -> Option<String>,
+) -> Result<RecordOutcome> {
     let proc_root = opts.root.join("proc");
     let mut notes = Vec::new();
 
@@ -296,8 +299,8 @@ pub fn record(opts: &RecordOptions, extra_stop: &mut dyn FnMut() -> bool) -> Res
             stopped_because = format!("duration of {:.1} s reached", t0.elapsed().as_secs_f64());
             break;
         }
-        if extra_stop() {
-            stopped_because = "workload ended".into();
+        if let Some(why) = extra_stop() {
+            stopped_because = why;
             break;
         }
         if hung_up.len() == fds_opened {
