@@ -406,9 +406,10 @@ impl Attributor {
         };
         match k.lookup(s.ip) {
             Some(ks) => {
-                let dso = match ks.module {
-                    Some(m) => format!("[guest.{m}]"),
-                    None => "[guest.kernel]".to_string(),
+                let dso = match (ks.module, s.cpumode) {
+                    (Some(m), _) => format!("[guest.{m}]"),
+                    (None, CpuMode::GuestUser) => "[guest.user]".to_string(),
+                    (None, _) => "[guest.kernel]".to_string(),
                 };
                 Symbol::named(ks.name, dso)
             }

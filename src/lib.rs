@@ -20,6 +20,7 @@ pub mod collect;
 pub mod counters;
 pub mod discover;
 pub mod error;
+pub mod probe;
 pub mod record;
 pub mod recording;
 pub mod report;

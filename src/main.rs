@@ -40,6 +40,24 @@ enum Cmd {
     Record(RecordArgs),
     /// Print the report of a recording made with `record -o FILE`.
     Report(ReportArgs),
+    /// What virtualization this machine runs on, which PV features are active, and what hvprof can measure here.
+    Detect(DetectArgs),
+}
+
+#[derive(Args)]
+struct DetectArgs {
+    /// Read a captured tree (DIR/sys, DIR/proc, DIR/dmesg, DIR/cpuid.txt) instead of the live system.
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Read the kernel log from this file.
+    #[arg(long)]
+    dmesg: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Measure with the built-in test VM whether guest IPs are tagged and kvm:kvm_exit fires.
+    #[arg(long)]
+    probe: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -215,6 +233,7 @@ fn main() -> ExitCode {
         Cmd::Vms(a) => vms(a),
         Cmd::Record(a) => record(a),
         Cmd::Report(a) => report(a),
+        Cmd::Detect(a) => detect(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -336,7 +355,9 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
     opts.guest_kallsyms = parse_guest_kallsyms(&a.guest_kallsyms)?;
     opts.output = a.output.clone();
     opts.stop = Arc::new(AtomicBool::new(false));
-    opts.guest_ips_hidden = host_hides_guest_ips();
+    opts.guest_ips_hidden =
+        host_hides_guest_ips(opts.counter.exclude_guest || opts.counter.event.exclude_guest);
+    opts.guest_ip_hint = host_guest_ip_hint();
     let mut child = if a.workload.is_empty() {
         None
     } else {
@@ -444,9 +465,50 @@ fn vms(a: VmsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether this host hides guest IPs, from detection (None: let the data decide).
-fn host_hides_guest_ips() -> Option<(bool, String)> {
-    None
+fn detect(a: DetectArgs) -> anyhow::Result<()> {
+    let mut src = match &a.root {
+        Some(r) => hvprof_detect::Source::tree(r),
+        None => hvprof_detect::Source::live(),
+    };
+    if let Some(d) = &a.dmesg {
+        src = src.with_dmesg(d);
+    }
+    if a.probe && a.root.is_some() {
+        bail!("--probe measures the live host; it cannot be combined with --root");
+    }
+    let probe = hvprof::probe::TestVmProbe::default();
+    let d = hvprof_detect::run(
+        &src,
+        a.probe
+            .then_some(&probe as &dyn hvprof_detect::GuestIpProbe),
+    );
+    match a.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+        _ => print!("{}", hvprof_detect::render_text(&d)),
+    }
+    Ok(())
+}
+
+/// What the host says about guest IP visibility, for the report's note: the live detection's
+/// reason when it predicts hidden guest IPs. The data of the run decides; this only explains.
+fn host_guest_ip_hint() -> Option<String> {
+    let d = hvprof_detect::detect(&hvprof_detect::Source::live());
+    d.host.guest_ips_hidden_reason()
+}
+
+/// Whether this host hides guest IPs for the counters about to be opened: always when the
+/// event excludes guest mode (the kernel then never tags guest samples); otherwise None, and
+/// the run's own samples decide.
+fn host_hides_guest_ips(exclude_guest: bool) -> Option<(bool, String)> {
+    if !exclude_guest {
+        return None;
+    }
+    let mut why = "the event excludes guest mode (--exclude-guest, attr.exclude_guest=1), so the kernel reports no guest IP; a vCPU's samples taken while its guest ran land in the hypervisor's guest-interrupt path".to_string();
+    if let Some(h) = host_guest_ip_hint() {
+        why.push_str("; host: ");
+        why.push_str(&h);
+    }
+    Some((true, why))
 }
 
 fn testvm_config(vcpus: usize, workload: Workload, ring0: bool) -> hvprof_testvm::TestVmConfig {
@@ -456,7 +518,11 @@ fn testvm_config(vcpus: usize, workload: Workload, ring0: bool) -> hvprof_testvm
             Workload::Compute => hvprof_testvm::Workload::Compute,
             Workload::Pio => hvprof_testvm::Workload::PortIo { port: 0x80 },
         },
-        privilege: if ring0 { hvprof_testvm::Privilege::Ring0 } else { hvprof_testvm::Privilege::Ring3 },
+        privilege: if ring0 {
+            hvprof_testvm::Privilege::Ring0
+        } else {
+            hvprof_testvm::Privilege::Ring3
+        },
         ..Default::default()
     }
 }
@@ -475,15 +541,24 @@ fn testvm(a: TestvmArgs) -> anyhow::Result<()> {
         vm.pid(),
         tids.len(),
         tids,
-        a.kallsyms.as_ref().map(|p| format!(", guest symbols in {}", p.display())).unwrap_or_default()
+        a.kallsyms
+            .as_ref()
+            .map(|p| format!(", guest symbols in {}", p.display()))
+            .unwrap_or_default()
     );
     std::io::stdout().flush()?;
     let t0 = std::time::Instant::now();
-    while !STOP.load(Ordering::Relaxed) && !vm.any_failed() && a.duration.is_none_or(|d| t0.elapsed().as_secs_f64() < d) {
+    while !STOP.load(Ordering::Relaxed)
+        && !vm.any_failed()
+        && a.duration.is_none_or(|d| t0.elapsed().as_secs_f64() < d)
+    {
         std::thread::sleep(Duration::from_millis(10));
     }
     let summary = vm.stop()?;
-    eprintln!("hvprof testvm: stopped after {:.2} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "hvprof testvm: stopped after {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
     for v in &summary.vcpus {
         eprintln!("  {v:?}");
     }
@@ -495,7 +570,10 @@ struct ChildVm(std::process::Child);
 
 impl Drop for ChildVm {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let _ = self.0.wait();
     }
 }
@@ -507,14 +585,18 @@ fn demo(a: DemoArgs) -> anyhow::Result<()> {
     let kallsyms = dir.join("testvm.kallsyms");
     let exe = std::env::current_exe().context("cannot find the hvprof executable")?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["testvm", "--vcpus", &a.vcpus.to_string(), "--kallsyms"]).arg(&kallsyms);
+    cmd.args(["testvm", "--vcpus", &a.vcpus.to_string(), "--kallsyms"])
+        .arg(&kallsyms);
     if a.workload == Workload::Pio {
         cmd.args(["--workload", "pio"]);
     }
     if a.ring0 {
         cmd.arg("--ring0");
     }
-    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().context("cannot start the test VM")?;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot start the test VM")?;
     let stdout = child.stdout.take().context("test VM stdout")?;
     let child = ChildVm(child);
     let mut line = String::new();
@@ -532,9 +614,15 @@ fn demo(a: DemoArgs) -> anyhow::Result<()> {
     };
     opts.duration = Some(Duration::from_secs_f64(a.duration));
     opts.guest_kallsyms = vec![(Some(pid), kallsyms.clone())];
-    opts.guest_ips_hidden = host_hides_guest_ips();
-    eprintln!("hvprof: profiling the test VM (pid {pid}) for {:.1} s at {} Hz ...", a.duration, a.freq);
-    let out = session::record(&opts, &mut || STOP.load(Ordering::Relaxed).then(|| "interrupted".to_string()))?;
+    opts.guest_ip_hint = host_guest_ip_hint();
+    eprintln!(
+        "hvprof: profiling the test VM (pid {pid}) for {:.1} s at {} Hz ...",
+        a.duration, a.freq
+    );
+    let out = session::record(&opts, &mut || {
+        STOP.load(Ordering::Relaxed)
+            .then(|| "interrupted".to_string())
+    })?;
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
     emit(&out.profile, &a.out)

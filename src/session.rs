@@ -61,8 +61,11 @@ pub struct RecordOptions {
     pub output: Option<PathBuf>,
     /// Set to stop (SIGINT handler).
     pub stop: Arc<AtomicBool>,
-    /// Whether the host hides guest IPs, and why (from `hvprof detect`); None: decide from data.
+    /// Whether the host hides guest IPs, and why; None: decide from the run's samples.
     pub guest_ips_hidden: Option<(bool, String)>,
+    /// What detection says about guest IP visibility on this host, added to the report's
+    /// reason when the run's samples show hidden guest IPs.
+    pub guest_ip_hint: Option<String>,
 }
 
 impl RecordOptions {
@@ -79,6 +82,7 @@ impl RecordOptions {
             output: None,
             stop: Arc::new(AtomicBool::new(false)),
             guest_ips_hidden: None,
+            guest_ip_hint: None,
         }
     }
 }
@@ -258,10 +262,7 @@ pub fn record(
             }
         };
         let ring = RingBuffer::map(&fd, opts.ring_pages)?;
-        enable_list.push(fd.file().try_clone().map_err(|source| Error::Sys {
-            op: "dup perf fd",
-            source,
-        })?);
+        enable_list.push(fd.try_clone()?);
         readers.push(Reader::spawn(fd, ring, tx.clone(), stop_readers.clone())?);
         fds_opened += 1;
     }
@@ -283,9 +284,8 @@ pub fn record(
         .collect();
     let t0 = Instant::now();
     for f in &enable_list {
-        enable_file(f)?;
+        f.enable()?;
     }
-    drop(enable_list);
 
     // Collect.
     let mut hung_up: HashSet<Target> = HashSet::new();
@@ -326,7 +326,17 @@ pub fn record(
             }
         }
     }
+    // Stop every counter at once, so the sampling window is the same for all threads and
+    // matches the duration and on-CPU times reported; readers then drain what is left.
+    for f in &enable_list {
+        let _ = f.disable();
+    }
     let elapsed = t0.elapsed();
+    let on_cpu_end: HashMap<i32, u64> = on_cpu_start
+        .keys()
+        .filter_map(|tid| Some((*tid, on_cpu_ns(&proc_root, *tid)?)))
+        .collect();
+    drop(enable_list);
     stop_readers.store(true, Ordering::Release);
     for r in readers {
         r.join();
@@ -342,7 +352,7 @@ pub fn record(
         )?;
     }
     for (tid, start) in &on_cpu_start {
-        if let Some(end) = on_cpu_ns(&proc_root, *tid) {
+        if let Some(&end) = on_cpu_end.get(tid) {
             let ns = end.saturating_sub(*start);
             agg.set_on_cpu(*tid, ns);
             if let Some(w) = writer.as_mut() {
@@ -363,6 +373,9 @@ pub fn record(
             hidden: opts.guest_ips_hidden.clone(),
         })?;
         w.finish()?;
+    }
+    if let Some(h) = &opts.guest_ip_hint {
+        agg.set_guest_ip_hint(h.clone());
     }
     let profile = agg.build(meta, opts.guest_ips_hidden.clone(), usize::MAX);
     Ok(RecordOutcome {
@@ -425,19 +438,6 @@ fn handle(
             hung_up.insert(target);
         }
         Batch::Error { target, message } => notes.push(format!("{target}: {message}")),
-    }
-    Ok(())
-}
-
-fn enable_file(f: &std::fs::File) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `f` is a dup of a live perf event fd; ENABLE takes an integer argument.
-    let r = unsafe { perf_event_open_sys::ioctls::ENABLE(f.as_raw_fd(), 0) };
-    if r < 0 {
-        return Err(Error::PerfIoctl {
-            op: "PERF_EVENT_IOC_ENABLE",
-            source: std::io::Error::last_os_error(),
-        });
     }
     Ok(())
 }

@@ -18,7 +18,9 @@ fn prerequisites() -> bool {
     let ok = Path::new("/dev/kvm").exists() && nix::unistd::geteuid().is_root();
     if !ok {
         if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true but this machine lacks root or /dev/kvm: the end-to-end tests cannot run");
+            panic!(
+                "CI=true but this machine lacks root or /dev/kvm: the end-to-end tests cannot run"
+            );
         }
         eprintln!("skipping: needs root and /dev/kvm");
     }
@@ -45,22 +47,35 @@ impl Vm {
             .spawn()
             .expect("start hvprof testvm");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         assert!(line.contains("ready"), "test VM did not start: {line:?}");
         let pid = child.id() as i32;
-        Vm { child, pid, kallsyms, _dir: dir }
+        Vm {
+            child,
+            pid,
+            kallsyms,
+            _dir: dir,
+        }
     }
 }
 
 impl Drop for Vm {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let _ = self.child.wait();
     }
 }
 
 fn hvprof(args: &[&str]) -> std::process::Output {
-    Command::new(HVPROF).args(args).output().expect("run hvprof")
+    Command::new(HVPROF)
+        .args(args)
+        .output()
+        .expect("run hvprof")
 }
 
 fn record_json(args: &[&str]) -> Profile {
@@ -79,7 +94,11 @@ fn class_sum(rows: &[hvprof::report::ClassRow]) -> f64 {
 }
 
 fn share_of(t: &ThreadReport, class: Class, name: &str) -> u64 {
-    t.top_symbols.iter().filter(|s| s.class == class && s.symbol.name == name).map(|s| s.samples).sum()
+    t.top_symbols
+        .iter()
+        .filter(|s| s.class == class && s.symbol.name == name)
+        .map(|s| s.samples)
+        .sum()
 }
 
 fn check_counts(p: &Profile, hz: u64, secs: f64) {
@@ -102,7 +121,10 @@ fn check_counts(p: &Profile, hz: u64, secs: f64) {
             t.on_cpu_ns
         );
         assert_eq!(t.lost, 0, "no lost samples at {hz} Hz");
-        assert!((class_sum(&t.classes) - 100.0).abs() < 0.01, "class shares sum to 100%");
+        assert!(
+            (class_sum(&t.classes) - 100.0).abs() < 0.01,
+            "class shares sum to 100%"
+        );
     }
     assert!((class_sum(&vm.classes) - 100.0).abs() < 0.01);
     assert_eq!(p.total_lost, 0);
@@ -130,20 +152,32 @@ fn record_finds_vm_counts_samples_and_names_guest_functions() {
     assert_eq!(v.pid, vm.pid);
     assert_eq!(v.name, "hvprof-testvm");
     assert_eq!(v.vcpu_count, 2);
-    assert_eq!(v.vcpus.iter().map(|t| t.vcpu).collect::<Vec<_>>(), vec![Some(0), Some(1)]);
+    assert_eq!(
+        v.vcpus.iter().map(|t| t.vcpu).collect::<Vec<_>>(),
+        vec![Some(0), Some(1)]
+    );
     check_counts(&p, 1000, secs);
     // This kernel reports guest IPs when exclude_guest is clear: the ring-3 payload's samples
     // are GUEST_USER and resolve through the test VM's symbol map with the payload's shares.
     if p.guest_ips.tagged_samples > 0 {
         let (v0, v1) = (&v.vcpus[0], &v.vcpus[1]);
         let a = share_of(v0, Class::GuestUser, "hot_loop_a") as f64;
-        assert!(a / v0.samples as f64 > 0.9, "vCPU 0 runs hot_loop_a: {v0:#?}");
+        assert!(
+            a / v0.samples as f64 > 0.9,
+            "vCPU 0 runs hot_loop_a: {v0:#?}"
+        );
         let b = share_of(v1, Class::GuestUser, "hot_loop_b") as f64;
         let c = share_of(v1, Class::GuestUser, "hot_loop_c") as f64;
         let share_b = b / (b + c);
-        assert!((share_b - 0.75).abs() < 0.05, "vCPU 1 hot_loop_b:hot_loop_c = 3:1, got {share_b:.3}");
+        assert!(
+            (share_b - 0.75).abs() < 0.05,
+            "vCPU 1 hot_loop_b:hot_loop_c = 3:1, got {share_b:.3}"
+        );
     } else {
-        assert!(p.guest_ips.hidden, "no guest-tagged sample, so the report must say guest IPs are hidden");
+        assert!(
+            p.guest_ips.hidden,
+            "no guest-tagged sample, so the report must say guest IPs are hidden"
+        );
     }
 }
 
@@ -155,24 +189,57 @@ fn excluded_guest_samples_are_inferred_as_guest_time_and_said_so() {
     let vm = Vm::start(&[]);
     // perf's default (exclude_guest=1) is what hides guest IPs here: the samples land in the
     // hypervisor's guest-interrupt path (pvm_do_event_irqoff under PVM).
-    let p = record_json(&["-p", &vm.pid.to_string(), "-F", "1000", "-d", "2", "--exclude-guest"]);
+    let p = record_json(&[
+        "-p",
+        &vm.pid.to_string(),
+        "-F",
+        "1000",
+        "-d",
+        "2",
+        "--exclude-guest",
+    ]);
     assert_eq!(p.guest_ips.tagged_samples, 0);
     assert!(p.guest_ips.hidden, "{:#?}", p.guest_ips);
     assert!(p.guest_ips.landing_samples > 0);
     let v = &p.vms[0];
     check_counts(&p, 1000, 2.0);
     for t in &v.vcpus {
-        let hidden = t.classes.iter().find(|c| c.class == Class::GuestHidden).expect("guest-hidden class");
-        assert!(hidden.percent > 80.0, "vCPU {:?}: guest time {:.1}%", t.vcpu, hidden.percent);
+        let hidden = t
+            .classes
+            .iter()
+            .find(|c| c.class == Class::GuestHidden)
+            .expect("guest-hidden class");
+        assert!(
+            hidden.percent > 80.0,
+            "vCPU {:?}: guest time {:.1}%",
+            t.vcpu,
+            hidden.percent
+        );
         let top = &t.top_symbols[0];
         assert_eq!(top.class, Class::GuestHidden);
-        assert!(hvprof::attribute::GUEST_LANDING_SYMBOLS.contains(&top.symbol.name.as_str()), "{top:?}");
+        assert!(
+            hvprof::attribute::GUEST_LANDING_SYMBOLS.contains(&top.symbol.name.as_str()),
+            "{top:?}"
+        );
         assert_eq!(top.symbol.dso, "[kernel.kallsyms]");
     }
-    let out = hvprof(&["record", "-p", &vm.pid.to_string(), "-d", "1", "--exclude-guest"]);
+    let out = hvprof(&[
+        "record",
+        "-p",
+        &vm.pid.to_string(),
+        "-d",
+        "1",
+        "--exclude-guest",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("guest IPs are not reported by this host"), "{text}");
-    assert!(text.contains("no hardware PMU") || !text.contains("cpu-clock instead"), "{text}");
+    assert!(
+        text.contains("guest IPs are not reported by this host"),
+        "{text}"
+    );
+    assert!(
+        text.contains("no hardware PMU") || !text.contains("cpu-clock instead"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -183,15 +250,26 @@ fn ring0_guest_shows_hypervisor_emulation_with_host_symbols() {
     let vm = Vm::start(&["--ring0"]);
     let p = record_json(&["-p", &vm.pid.to_string(), "-e", "cpu-clock", "-d", "2"]);
     let v = &p.vms[0];
-    let kvm = v.classes.iter().find(|c| c.class == Class::HypervisorKvm).map_or(0.0, |c| c.percent);
-    assert!(kvm > 30.0, "ring-0 guest code is emulated by KVM: {:#?}", v.classes);
+    let kvm = v
+        .classes
+        .iter()
+        .find(|c| c.class == Class::HypervisorKvm)
+        .map_or(0.0, |c| c.percent);
+    assert!(
+        kvm > 30.0,
+        "ring-0 guest code is emulated by KVM: {:#?}",
+        v.classes
+    );
     let named: Vec<&str> = v
         .top_symbols
         .iter()
         .filter(|s| s.class == Class::HypervisorKvm && s.symbol.addr.is_none())
         .map(|s| s.symbol.name.as_str())
         .collect();
-    assert!(!named.is_empty(), "hypervisor symbols named from /proc/kallsyms");
+    assert!(
+        !named.is_empty(),
+        "hypervisor symbols named from /proc/kallsyms"
+    );
 }
 
 #[test]
@@ -202,9 +280,18 @@ fn system_wide_attributes_vcpu_samples_to_the_vm() {
     let vm = Vm::start(&[]);
     let p = record_json(&["-a", "-e", "cpu-clock", "-F", "500", "-d", "1.5"]);
     assert_eq!(p.meta.mode, "system-wide");
-    let v = p.vms.iter().find(|v| v.pid == vm.pid).expect("test VM found system-wide");
+    let v = p
+        .vms
+        .iter()
+        .find(|v| v.pid == vm.pid)
+        .expect("test VM found system-wide");
     for t in &v.vcpus {
-        assert!(t.samples as f64 > 0.5 * 500.0 * 1.5, "vCPU {:?}: {} samples", t.vcpu, t.samples);
+        assert!(
+            t.samples as f64 > 0.5 * 500.0 * 1.5,
+            "vCPU {:?}: {} samples",
+            t.vcpu,
+            t.samples
+        );
     }
 }
 
@@ -215,13 +302,31 @@ fn stops_when_the_vm_exits_and_reports_what_it_has() {
     }
     let vm = Vm::start(&["--duration", "1.5"]);
     let t0 = Instant::now();
-    let out = hvprof(&["record", "-p", &vm.pid.to_string(), "-e", "cpu-clock", "-d", "30"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(t0.elapsed() < Duration::from_secs(10), "stopped when the VM went away");
+    let out = hvprof(&[
+        "record",
+        "-p",
+        &vm.pid.to_string(),
+        "-e",
+        "cpu-clock",
+        "-d",
+        "30",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "stopped when the VM went away"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("VM is gone"), "{stderr}");
-    assert!(stdout.contains("the VM exited during the collection"), "{stdout}");
+    assert!(
+        stdout.contains("the VM exited during the collection"),
+        "{stdout}"
+    );
     assert!(stdout.contains("vCPU 0"), "{stdout}");
 }
 
@@ -232,7 +337,16 @@ fn stops_on_sigint_and_when_the_workload_ends() {
     }
     let vm = Vm::start(&[]);
     let t0 = Instant::now();
-    let out = hvprof(&["record", "-p", &vm.pid.to_string(), "-e", "cpu-clock", "--", "sleep", "1"]);
+    let out = hvprof(&[
+        "record",
+        "-p",
+        &vm.pid.to_string(),
+        "-e",
+        "cpu-clock",
+        "--",
+        "sleep",
+        "1",
+    ]);
     assert!(out.status.success());
     assert!(t0.elapsed() < Duration::from_secs(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains("workload ended"));
@@ -244,7 +358,11 @@ fn stops_on_sigint_and_when_the_workload_ends() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1200));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("SIGINT"));
@@ -270,10 +388,26 @@ fn recording_round_trip_and_corrupt_recordings() {
         "-o",
         data.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout.is_empty(), "with -o the report is not printed");
-    let rep = hvprof(&["report", "-i", data.to_str().unwrap(), "--format", "json", "--guest-kallsyms", vm.kallsyms.to_str().unwrap()]);
-    assert!(rep.status.success(), "{}", String::from_utf8_lossy(&rep.stderr));
+    let rep = hvprof(&[
+        "report",
+        "-i",
+        data.to_str().unwrap(),
+        "--format",
+        "json",
+        "--guest-kallsyms",
+        vm.kallsyms.to_str().unwrap(),
+    ]);
+    assert!(
+        rep.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rep.stderr)
+    );
     let p: Profile = serde_json::from_slice(&rep.stdout).unwrap();
     assert!(p.total_samples > 1000);
     assert_eq!(p.vms[0].vcpus.len(), 2);
@@ -293,7 +427,10 @@ fn recording_round_trip_and_corrupt_recordings() {
     let rep = hvprof(&["report", "-i", bad.to_str().unwrap()]);
     assert!(!rep.status.success());
     let err = String::from_utf8_lossy(&rep.stderr);
-    assert!(err.contains("bad.hvprof is unusable at line 1: not an hvprof recording header"), "{err}");
+    assert!(
+        err.contains("bad.hvprof is unusable at line 1: not an hvprof recording header"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1);
 }
 
@@ -303,11 +440,26 @@ fn error_messages_are_one_clear_line() {
         return;
     }
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["record", "-p", "1", "-d", "1"], "is not a KVM VM: it holds no anon_inode:kvm-vm file descriptor"),
-        (vec!["record", "-p", "999999999", "-d", "1"], "no process with pid 999999999"),
-        (vec!["record", "-a", "-e", "cylces", "-d", "1"], "unknown event 'cylces'"),
-        (vec!["testvm", "--kvm-device", "/nonexistent/kvm", "-d", "1"], "cannot open KVM device /nonexistent/kvm"),
-        (vec!["report", "-i", "/nonexistent/rec"], "cannot read /nonexistent/rec"),
+        (
+            vec!["record", "-p", "1", "-d", "1"],
+            "is not a KVM VM: it holds no anon_inode:kvm-vm file descriptor",
+        ),
+        (
+            vec!["record", "-p", "999999999", "-d", "1"],
+            "no process with pid 999999999",
+        ),
+        (
+            vec!["record", "-a", "-e", "cylces", "-d", "1"],
+            "unknown event 'cylces'",
+        ),
+        (
+            vec!["testvm", "--kvm-device", "/nonexistent/kvm", "-d", "1"],
+            "cannot open KVM device /nonexistent/kvm",
+        ),
+        (
+            vec!["report", "-i", "/nonexistent/rec"],
+            "cannot read /nonexistent/rec",
+        ),
     ];
     for (args, want) in cases {
         let out = hvprof(&args);
@@ -319,20 +471,49 @@ fn error_messages_are_one_clear_line() {
     }
     // An unreadable guest symbol file, on a real VM.
     let vm = Vm::start(&[]);
-    let out = hvprof(&["record", "-p", &vm.pid.to_string(), "-d", "1", "--guest-kallsyms", "/nonexistent/System.map"]);
+    let out = hvprof(&[
+        "record",
+        "-p",
+        &vm.pid.to_string(),
+        "-d",
+        "1",
+        "--guest-kallsyms",
+        "/nonexistent/System.map",
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("cannot load symbols from /nonexistent/System.map"), "{err}");
+    assert!(
+        err.contains("cannot load symbols from /nonexistent/System.map"),
+        "{err}"
+    );
     // Not permitted: an unprivileged user profiling the whole host with perf_event_paranoid > 0.
-    let paranoid: i32 = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid").unwrap().trim().parse().unwrap();
+    let paranoid: i32 = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     if paranoid > 0 && Path::new("/usr/bin/setpriv").exists() {
         let out = Command::new("/usr/bin/setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", HVPROF, "record", "-a", "-e", "cpu-clock", "-d", "1"])
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                HVPROF,
+                "record",
+                "-a",
+                "-e",
+                "cpu-clock",
+                "-d",
+                "1",
+            ])
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
-        assert!(err.contains("perf_event_paranoid is") && err.contains("CAP_PERFMON"), "{err}");
+        assert!(
+            err.contains("perf_event_paranoid is") && err.contains("CAP_PERFMON"),
+            "{err}"
+        );
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }

@@ -2024,11 +2024,12 @@ fn measure_lists(v: &Verdict, h: &HostCapabilities) -> (Vec<String>, Vec<String>
             "sampling of this machine's own processes and kernel with {ev}{paranoid_note}"
         ));
     }
-    if h.tracepoints.kvm_exit && h.tracepoints.kvm_entry {
+    let exits_refuted = matches!(h.tracepoints.firing, Probe::No { .. });
+    if h.tracepoints.kvm_exit && h.tracepoints.kvm_entry && !exits_refuted {
         can.push(
             "VM exits and entries via the kvm:kvm_exit / kvm:kvm_entry tracepoints".to_string(),
         );
-    } else if h.kvm {
+    } else if h.kvm && !exits_refuted {
         cannot.push(format!(
             "trace VM exits with kvm:kvm_exit, because {}",
             h.tracepoints

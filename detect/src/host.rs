@@ -161,9 +161,10 @@ impl HostCapabilities {
         }
         if self.pvm_host && !self.kvm_backends.iter().any(|b| b != "kvm_pvm") {
             return Some(
-                "KVM here is PVM (software virtualization, kvm_pvm loaded): the host kernel \
-                 does not tag samples taken in guest mode as guest samples; they land in \
-                 pvm_do_event_irqoff"
+                "KVM here is PVM (software virtualization, kvm_pvm loaded): samples of events \
+                 with exclude_guest set (perf's default) land in pvm_do_event_irqoff instead of \
+                 carrying the guest IP; without exclude_guest (hvprof's default) Linux 6.18 was \
+                 measured to tag ring-3 guest samples — run `hvprof detect --probe` to check this host"
                     .to_string(),
             );
         }

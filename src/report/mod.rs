@@ -225,6 +225,7 @@ pub struct Aggregator {
     tagged: u64,
     landing: u64,
     notes: Vec<String>,
+    hint: Option<String>,
 }
 
 impl Aggregator {
@@ -299,6 +300,12 @@ impl Aggregator {
             .throttled += 1;
     }
 
+    /// What host detection says about guest IP visibility; appended to the reason when the
+    /// samples show hidden guest IPs.
+    pub fn set_guest_ip_hint(&mut self, hint: String) {
+        self.hint = Some(hint);
+    }
+
     /// Records thread `tid`'s time on CPU during the collection, in ns.
     pub fn set_on_cpu(&mut self, tid: i32, ns: u64) {
         self.on_cpu.insert(tid, ns);
@@ -319,8 +326,9 @@ impl Aggregator {
             None if inferred => (
                 true,
                 Some(format!(
-                    "no sample was tagged as guest mode, while {} vCPU samples landed in the host's guest-interrupt path: this host does not report guest IPs",
-                    self.landing
+                    "no sample was tagged as guest mode, while {} vCPU samples landed in the host's guest-interrupt path: this host does not report guest IPs{}",
+                    self.landing,
+                    self.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
                 )),
             ),
             None => (false, None),

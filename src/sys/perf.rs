@@ -76,6 +76,22 @@ impl PerfFd {
         })
     }
 
+    /// A second handle to the same event (`dup(2)`), e.g. to enable or disable it from another
+    /// thread than the one reading its ring buffer.
+    ///
+    /// # Errors
+    /// [`Error::Sys`] when `dup` fails.
+    pub fn try_clone(&self) -> Result<PerfFd> {
+        let file = self.file.try_clone().map_err(|source| Error::Sys {
+            op: "dup(perf event fd)",
+            source,
+        })?;
+        Ok(PerfFd {
+            file,
+            target: self.target,
+        })
+    }
+
     /// The target this event observes.
     pub fn target(&self) -> Target {
         self.target
