@@ -254,6 +254,8 @@ pub struct Attributor {
     symbolizer: Symbolizer,
     proc_root: std::path::PathBuf,
     vcpu_tids: std::collections::HashSet<i32>,
+    tcg_tids: std::collections::HashSet<i32>,
+    maps_read_at: HashMap<i32, std::time::Instant>,
 }
 
 impl Attributor {
@@ -266,6 +268,8 @@ impl Attributor {
             symbolizer: Symbolizer::new(),
             proc_root: proc_root.to_path_buf(),
             vcpu_tids: Default::default(),
+            tcg_tids: Default::default(),
+            maps_read_at: HashMap::new(),
         }
     }
 
@@ -279,10 +283,18 @@ impl Attributor {
         self.vcpu_tids.insert(tid);
     }
 
+    /// Marks `tid` as a vCPU thread of an emulator (QEMU TCG, thread name `CPU n/TCG`): its
+    /// host-user samples in anonymous executable memory are translated guest code, class
+    /// [`Class::Emulation`].
+    pub fn add_tcg_thread(&mut self, tid: i32) {
+        self.tcg_tids.insert(tid);
+    }
+
     /// Snapshots `/proc/PID/maps` now (call at start, while the VMM is alive).
     pub fn snapshot_maps(&mut self, pid: i32) {
         if let Ok(m) = ProcMaps::read_from(&self.proc_root, pid as u32) {
             self.maps.insert(pid, m);
+            self.maps_read_at.insert(pid, std::time::Instant::now());
         }
     }
 
@@ -295,7 +307,18 @@ impl Attributor {
     pub fn attribute(&mut self, s: &Sample) -> Attributed {
         let (class, symbol, landing) = match s.cpumode {
             CpuMode::Kernel => self.host_kernel(s),
-            CpuMode::User => (Class::Vmm, self.host_user(s), false),
+            CpuMode::User => {
+                let (sym, anonymous) = self.host_user(s);
+                if anonymous && self.tcg_tids.contains(&s.tid) {
+                    (
+                        Class::Emulation,
+                        Symbol::named("[tcg translated code]", "[jit]"),
+                        false,
+                    )
+                } else {
+                    (Class::Vmm, sym, false)
+                }
+            }
             CpuMode::GuestKernel | CpuMode::GuestUser => {
                 let class = if s.cpumode == CpuMode::GuestKernel {
                     Class::GuestKernel
@@ -360,7 +383,8 @@ impl Attributor {
         }
     }
 
-    fn host_user(&mut self, s: &Sample) -> Symbol {
+    /// The VMM symbol of a host-user sample, and whether it fell in anonymous memory.
+    fn host_user(&mut self, s: &Sample) -> (Symbol, bool) {
         let pid = s.pid;
         let mut refreshed = false;
         loop {
@@ -368,18 +392,23 @@ impl Attributor {
                 if let Ok(m) = ProcMaps::read_from(&self.proc_root, pid as u32) {
                     self.maps.insert(pid, m);
                 }
+                self.maps_read_at.insert(pid, std::time::Instant::now());
             }
             let Some(maps) = self.maps.get(&pid) else {
-                return Symbol::unknown(
-                    s.ip,
-                    "[unknown]",
-                    "process maps unavailable (process gone)",
-                );
+                let sym =
+                    Symbol::unknown(s.ip, "[unknown]", "process maps unavailable (process gone)");
+                return (sym, false);
             };
             match self.symbolizer.symbolize_user(maps, s.ip) {
-                Symbolized::Sym(info) => return Symbol::named(info.name, info.dso),
+                Symbolized::Sym(info) => return (Symbol::named(info.name, info.dso), false),
                 Symbolized::Unknown(reason) => {
-                    if !refreshed && matches!(reason, hvprof_symbols::Reason::Unmapped) {
+                    // A new mapping (dlopen, JIT) since the last snapshot: read the maps again,
+                    // at most every 200 ms per process.
+                    let stale = self
+                        .maps_read_at
+                        .get(&pid)
+                        .is_none_or(|t| t.elapsed().as_millis() >= 200);
+                    if !refreshed && stale && matches!(reason, hvprof_symbols::Reason::Unmapped) {
                         refreshed = true;
                         continue;
                     }
@@ -389,7 +418,8 @@ impl Attributor {
                         .and_then(|p| p.file_name())
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_else(|| "[unknown]".into());
-                    return Symbol::unknown(s.ip, dso, reason.to_string());
+                    let anonymous = matches!(reason, hvprof_symbols::Reason::AnonymousMemory);
+                    return (Symbol::unknown(s.ip, dso, reason.to_string()), anonymous);
                 }
             }
         }

@@ -182,6 +182,9 @@ pub fn record(
             let vcpu = vm.vcpu_of_tid(t.tid);
             if vcpu.is_some() {
                 attributor.add_vcpu_thread(t.tid);
+                if t.comm.ends_with("/TCG") {
+                    attributor.add_tcg_thread(t.tid);
+                }
             }
             let m = ThreadMeta {
                 vm: Some(vm.pid),
