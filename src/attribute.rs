@@ -232,7 +232,7 @@ impl HostSymbols {
     /// Loads `/proc/kallsyms` (under `root`); failure is kept as a reason, not an error,
     /// because samples still count without names.
     pub fn load(root: &Path) -> HostSymbols {
-        match Kallsyms::load(&root.join("proc/kallsyms")) {
+        match Kallsyms::load(root.join("proc/kallsyms")) {
             Ok(k) => HostSymbols {
                 kallsyms: Some(k),
                 kallsyms_error: None,
