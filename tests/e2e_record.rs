@@ -517,3 +517,74 @@ fn error_messages_are_one_clear_line() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn vms_lists_the_test_vm_with_its_vcpu_threads() {
+    if !prerequisites() {
+        return;
+    }
+    let vm = Vm::start(&[]);
+    let out = hvprof(&["vms", "--format", "json"]);
+    assert!(out.status.success());
+    let vms: Vec<hvprof::discover::Vm> = serde_json::from_slice(&out.stdout).unwrap();
+    let v = vms
+        .iter()
+        .find(|v| v.pid == vm.pid)
+        .expect("the test VM is listed");
+    assert_eq!(v.name, "hvprof-testvm");
+    assert_eq!(v.vcpus.len(), 2);
+    for (i, c) in v.vcpus.iter().enumerate() {
+        assert_eq!(c.index, i as u32);
+        let tid = c.tid.expect("vCPU thread found");
+        assert_eq!(v.thread_name(tid), Some(format!("vcpu{i}").as_str()));
+    }
+    let text = String::from_utf8_lossy(&hvprof(&["vms"]).stdout).to_string();
+    assert!(
+        text.contains(&format!("VM hvprof-testvm (pid {}", vm.pid)),
+        "{text}"
+    );
+    assert!(text.contains("vCPU 1 → tid"), "{text}");
+}
+
+#[test]
+fn flame_graph_and_folded_stacks() {
+    if !prerequisites() {
+        return;
+    }
+    let vm = Vm::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("flame.svg");
+    let out = hvprof(&[
+        "record",
+        "-p",
+        &vm.pid.to_string(),
+        "-e",
+        "cpu-clock",
+        "-d",
+        "1",
+        "--guest-kallsyms",
+        vm.kallsyms.to_str().unwrap(),
+        "--format",
+        "folded",
+        "--flamegraph",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let folded = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        folded
+            .lines()
+            .any(|l| l.starts_with("hvprof-testvm_(")
+                && l.contains(";vCPU_1;guest-user;hot_loop_b ")),
+        "{folded}"
+    );
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg.starts_with("<?xml") && svg.contains("hot_loop_a"),
+        "SVG names the guest functions"
+    );
+}
