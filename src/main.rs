@@ -368,7 +368,11 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot start workload {}", a.workload[0]))?,
         )
     };
+    let bar = progress_bar(opts.duration);
     let mut extra = || {
+        if let Some(b) = &bar {
+            b.tick();
+        }
         if STOP.load(Ordering::Relaxed) {
             return Some("interrupted (SIGINT/SIGTERM)".to_string());
         }
@@ -378,6 +382,9 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
         }
     };
     let out = session::record(&opts, &mut extra)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
     eprintln!("hvprof: stopped: {}", out.stopped_because);
     if let Some(p) = &a.output {
         eprintln!(
@@ -388,6 +395,25 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     emit(&out.profile, &a.out)
+}
+
+/// A progress line on stderr while recording, when stderr is a terminal.
+fn progress_bar(duration: Option<Duration>) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let style = indicatif::ProgressStyle::with_template(
+        "hvprof: recording {spinner} {elapsed_precise} {msg}",
+    )
+    .ok()?;
+    let b = indicatif::ProgressBar::new_spinner().with_style(style);
+    b.enable_steady_tick(Duration::from_millis(120));
+    b.set_message(match duration {
+        Some(d) => format!("of {:.1} s (Ctrl-C stops early)", d.as_secs_f64()),
+        None => "(Ctrl-C stops)".to_string(),
+    });
+    Some(b)
 }
 
 fn report(a: ReportArgs) -> anyhow::Result<()> {
