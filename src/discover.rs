@@ -193,8 +193,7 @@ pub fn inspect(proc_root: &Path, debugfs: Option<&Path>, pid: i32) -> Result<Vm>
 
     // 1. debugfs.
     if let Some(dbg) = debugfs {
-        for &vmfd in &vm_fds {
-            let vmdir = dbg.join(format!("{pid}-{vmfd}"));
+        for vmdir in debugfs_vm_dirs(dbg, pid, &threads, &vm_fds) {
             for v in vcpus.iter_mut().filter(|v| v.tid.is_none()) {
                 if let Some(tid) = read_trim(&vmdir.join(format!("vcpu{}/pid", v.index)))
                     .and_then(|s| s.parse().ok())
@@ -276,6 +275,33 @@ pub fn inspect(proc_root: &Path, debugfs: Option<&Path>, pid: i32) -> Result<Vm>
         guest_memory_bytes: qemu_memory(&args),
         rss_bytes,
     })
+}
+
+/// KVM's debugfs directories of a VM: `<debugfs>/<id>-<vmfd>`, where `id` is the id of the
+/// task that called `KVM_CREATE_VM` (virt/kvm/kvm_main.c `kvm_create_vm_debugfs` uses
+/// `task_pid_nr(current)`): the pid for most VMMs, another thread's id when a non-main thread
+/// created the VM.
+pub fn debugfs_vm_dirs(
+    debugfs: &Path,
+    pid: i32,
+    threads: &[ThreadInfo],
+    vm_fds: &[u32],
+) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for e in fs::read_dir(debugfs).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let Some((id, fd)) = name.to_str().and_then(|n| n.split_once('-')) else {
+            continue;
+        };
+        let (Ok(id), Ok(fd)) = (id.parse::<i32>(), fd.parse::<u32>()) else {
+            continue;
+        };
+        if vm_fds.contains(&fd) && (id == pid || threads.iter().any(|t| t.tid == id)) {
+            dirs.push(e.path());
+        }
+    }
+    dirs.sort();
+    dirs
 }
 
 fn read_trim(p: &Path) -> Option<String> {

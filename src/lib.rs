@@ -26,6 +26,7 @@ pub mod recording;
 pub mod report;
 pub mod ring;
 pub mod session;
+pub mod stat;
 pub mod sys;
 
 pub use error::{Error, Result};

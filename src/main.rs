@@ -42,6 +42,33 @@ enum Cmd {
     Report(ReportArgs),
     /// What virtualization this machine runs on, which PV features are active, and what hvprof can measure here.
     Detect(DetectArgs),
+    /// The hypervisor's own costs: VM exits by reason with latency, steal time, hypercalls.
+    Stat(StatArgs),
+}
+
+#[derive(Args)]
+struct StatArgs {
+    /// VMM process ids (repeat or comma-separate).
+    #[arg(
+        short = 'p',
+        long = "pid",
+        value_delimiter = ',',
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pids: Vec<i32>,
+    /// Every KVM VM on the host.
+    #[arg(short = 'a', long = "all")]
+    all: bool,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(short = 'd', long)]
+    duration: Option<f64>,
+    /// Print a line per interval of this many milliseconds, like `perf stat -I`.
+    #[arg(short = 'I', long = "interval")]
+    interval_ms: Option<u64>,
+    /// Output format (text or json).
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
 }
 
 #[derive(Args)]
@@ -234,6 +261,7 @@ fn main() -> ExitCode {
         Cmd::Record(a) => record(a),
         Cmd::Report(a) => report(a),
         Cmd::Detect(a) => detect(a),
+        Cmd::Stat(a) => stat(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -487,6 +515,46 @@ fn vms(a: VmsArgs) -> anyhow::Result<()> {
                 _ => println!("  vCPU {} → thread not found", v.index),
             }
         }
+    }
+    Ok(())
+}
+
+fn stat(a: StatArgs) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let opts = hvprof::stat::StatOptions {
+        pids: if a.all { Vec::new() } else { a.pids.clone() },
+        duration: a.duration.map(Duration::from_secs_f64),
+        interval: a.interval_ms.map(Duration::from_millis),
+        stop: stop.clone(),
+        ..Default::default()
+    };
+    // Forward SIGINT/SIGTERM (the static flag) to the stat loop.
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if STOP.load(Ordering::Relaxed) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let json = a.format == Format::Json;
+    let r = hvprof::stat::run(&opts, &mut |iv| {
+        if json {
+            println!("{}", serde_json::to_string(iv).unwrap_or_default());
+        } else {
+            println!("{}", hvprof::stat::render_interval_line(iv).trim_end());
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    let report = r?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", hvprof::stat::render_text(&report));
     }
     Ok(())
 }

@@ -313,9 +313,10 @@ pub fn record(
             );
             break;
         }
-        let wait = opts
-            .duration
-            .map_or(Duration::from_millis(50), |d| d.saturating_sub(t0.elapsed()).min(Duration::from_millis(50)));
+        let wait = opts.duration.map_or(Duration::from_millis(50), |d| {
+            d.saturating_sub(t0.elapsed())
+                .min(Duration::from_millis(50))
+        });
         match rx.recv_timeout(wait) {
             Ok(b) => handle(
                 b,

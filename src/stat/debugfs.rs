@@ -21,8 +21,13 @@ pub fn kvm_dir(debugfs: &Path) -> PathBuf {
     }
 }
 
-/// The debugfs directories of VM `pid` (`<kvm>/<pid>-<fd>`), sorted by fd.
-pub fn vm_dirs(kvm: &Path, pid: i32) -> Vec<PathBuf> {
+/// The debugfs directories of a VM (`<kvm>/<task>-<fd>`), sorted by fd.
+///
+/// KVM names the directory after the *thread* that created the VM (`task_pid_nr(current)` in
+/// `kvm_create_vm_debugfs`), which is the process id only when the main thread did it; so
+/// any of `tasks` (the process id and its thread ids) matches. When `vm_fds` is not empty,
+/// only those fds match.
+pub fn vm_dirs(kvm: &Path, tasks: &[i32], vm_fds: &[u32]) -> Vec<PathBuf> {
     let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir(kvm)
         .into_iter()
         .flatten()
@@ -30,7 +35,9 @@ pub fn vm_dirs(kvm: &Path, pid: i32) -> Vec<PathBuf> {
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             let (p, fd) = name.split_once('-')?;
-            (p.parse::<i32>().ok()? == pid).then_some((fd.parse().ok()?, e.path()))
+            let (p, fd) = (p.parse::<i32>().ok()?, fd.parse::<u32>().ok()?);
+            (tasks.contains(&p) && (vm_fds.is_empty() || vm_fds.contains(&fd)))
+                .then_some((fd, e.path()))
         })
         .collect();
     dirs.sort();
@@ -66,7 +73,9 @@ pub fn read_dir_stats(dir: &Path) -> std::io::Result<Reading> {
             Err(err) => r.refused.push((name, err.to_string())),
         }
     }
-    r.refused.sort();
+    // `exits` first: it names the refusal best.
+    r.refused
+        .sort_by(|a, b| (a.0 != "exits", &a.0).cmp(&(b.0 != "exits", &b.0)));
     Ok(r)
 }
 
@@ -157,7 +166,9 @@ mod tests {
         std::fs::write(vm.join("pf_fixed"), "1\n").unwrap();
         assert_eq!(kvm_dir(tmp.path()), kvm);
         assert_eq!(kvm_dir(&kvm), kvm);
-        assert_eq!(vm_dirs(&kvm, 42), vec![vm.clone()]);
+        assert_eq!(vm_dirs(&kvm, &[42], &[]), vec![vm.clone()]);
+        assert_eq!(vm_dirs(&kvm, &[40, 42], &[7]), vec![vm.clone()]);
+        assert!(vm_dirs(&kvm, &[42], &[8]).is_empty());
         let a = read_dir_stats(&vm).unwrap();
         std::fs::write(vm.join("exits"), "30\n").unwrap();
         let b = read_dir_stats(&vm).unwrap();

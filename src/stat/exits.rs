@@ -112,9 +112,9 @@ impl Layouts {
     /// A message naming the first missing field.
     pub fn add(&mut self, tp: Tp, format: &TraceFormat) -> Result<(), String> {
         for &f in tp.required_fields() {
-            let field = format.field(f).ok_or_else(|| {
-                format!("{}: format has no field `{f}`", tp.full_name())
-            })?;
+            let field = format
+                .field(f)
+                .ok_or_else(|| format!("{}: format has no field `{f}`", tp.full_name()))?;
             self.fields.insert((tp, f), field.clone());
         }
         Ok(())
@@ -370,7 +370,8 @@ impl ExitTracker {
     /// (`u64::MAX`: all of them).
     pub fn flush(&mut self, watermark_ns: u64) {
         for th in self.threads.values_mut() {
-            th.pending.sort_by_key(|(t, tp, _)| (*t, order_at_same_time(*tp)));
+            th.pending
+                .sort_by_key(|(t, tp, _)| (*t, order_at_same_time(*tp)));
             let n = th.pending.partition_point(|(t, _, _)| *t <= watermark_ns);
             let ready: Vec<_> = th.pending.drain(..n).collect();
             for (t, _, ev) in ready {

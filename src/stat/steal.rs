@@ -177,7 +177,9 @@ pub fn guest_steal(
                 .iter()
                 .find(|(c, _)| *c == cpu)
                 .map_or(a, |(_, b)| *b);
-            let ns = a.saturating_sub(b).saturating_mul(1_000_000_000 / hz.max(1));
+            let ns = a
+                .saturating_sub(b)
+                .saturating_mul(1_000_000_000 / hz.max(1));
             CpuSteal {
                 cpu,
                 steal_ns: ns,

@@ -112,9 +112,10 @@ impl TraceFormat {
                         .map_err(|_| format!("line {}: bad ID {:?}", i + 1, v.trim()))?,
                 );
             } else if t.starts_with("field:") {
-                fields.push(parse_field(t).ok_or_else(|| {
-                    format!("line {}: malformed field line {:?}", i + 1, t)
-                })?);
+                fields.push(
+                    parse_field(t)
+                        .ok_or_else(|| format!("line {}: malformed field line {:?}", i + 1, t))?,
+                );
             } else if t.starts_with("print fmt:") {
                 break;
             }
@@ -186,17 +187,27 @@ impl Tracepoint {
     ///
     /// # Errors
     /// A message saying whether the tracepoint is absent, unreadable, or malformed.
-    pub fn load(tracefs: &Path, system: &str, name: &str) -> std::result::Result<Tracepoint, String> {
-        let path = tracefs.join("events").join(system).join(name).join("format");
+    pub fn load(
+        tracefs: &Path,
+        system: &str,
+        name: &str,
+    ) -> std::result::Result<Tracepoint, String> {
+        let path = tracefs
+            .join("events")
+            .join(system)
+            .join(name)
+            .join("format");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(format!("tracepoint {system}:{name} absent ({} not found)", path.display()))
+                return Err(format!(
+                    "tracepoint {system}:{name} absent ({} not found)",
+                    path.display()
+                ))
             }
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        let format = TraceFormat::parse(&text)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let format = TraceFormat::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Tracepoint {
             system: system.to_string(),
             name: name.to_string(),
@@ -238,7 +249,10 @@ pub fn ensure_mounted(dir: &Path, fstype: &str, probe: &str) -> MountState {
     };
     let hint = format!("mount -t {fstype} none {}", dir.display());
     if dir != Path::new(default) {
-        return MountState::Absent(format!("{} has no {probe} (is {fstype} mounted there?)", dir.display()));
+        return MountState::Absent(format!(
+            "{} has no {probe} (is {fstype} mounted there?)",
+            dir.display()
+        ));
     }
     if already_mounted(dir, fstype) {
         return MountState::Absent(format!(
@@ -263,7 +277,9 @@ pub fn ensure_mounted(dir: &Path, fstype: &str, probe: &str) -> MountState {
             "{fstype} is not mounted and `{hint}` failed: {}",
             String::from_utf8_lossy(&o.stderr).trim()
         )),
-        Err(e) => MountState::Absent(format!("{fstype} is not mounted and `{hint}` could not run: {e}")),
+        Err(e) => MountState::Absent(format!(
+            "{fstype} is not mounted and `{hint}` could not run: {e}"
+        )),
     }
 }
 
