@@ -14,8 +14,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -223,15 +221,6 @@ pub fn open_counter(spec: &CounterSpec, target: Target) -> Result<PerfFd> {
         attr.set_exclude_host(1);
     }
     PerfFd::open(&mut attr, target, &ev.name)
-}
-
-/// Whether the host has a hardware PMU: an event source named `cpu` (or the hybrid
-/// `cpu_core`/`cpu_atom`) under `ROOT/sys/bus/event_source/devices`.
-pub fn has_hardware_pmu(root: &Path) -> bool {
-    let dir = root.join("sys/bus/event_source/devices");
-    ["cpu", "cpu_core", "cpu_atom", "armv8_pmuv3"]
-        .iter()
-        .any(|n| dir.join(n).exists())
 }
 
 #[cfg(test)]

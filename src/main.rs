@@ -383,9 +383,6 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
     opts.guest_kallsyms = parse_guest_kallsyms(&a.guest_kallsyms)?;
     opts.output = a.output.clone();
     opts.stop = Arc::new(AtomicBool::new(false));
-    opts.guest_ips_hidden =
-        host_hides_guest_ips(opts.counter.exclude_guest || opts.counter.event.exclude_guest);
-    opts.guest_ip_hint = host_guest_ip_hint();
     let mut child = if a.workload.is_empty() {
         None
     } else {
@@ -583,28 +580,6 @@ fn detect(a: DetectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the host says about guest IP visibility, for the report's note: the live detection's
-/// reason when it predicts hidden guest IPs. The data of the run decides; this only explains.
-fn host_guest_ip_hint() -> Option<String> {
-    let d = hvprof_detect::detect(&hvprof_detect::Source::live());
-    d.host.guest_ips_hidden_reason()
-}
-
-/// Whether this host hides guest IPs for the counters about to be opened: always when the
-/// event excludes guest mode (the kernel then never tags guest samples); otherwise None, and
-/// the run's own samples decide.
-fn host_hides_guest_ips(exclude_guest: bool) -> Option<(bool, String)> {
-    if !exclude_guest {
-        return None;
-    }
-    let mut why = "the event excludes guest mode (--exclude-guest, attr.exclude_guest=1), so the kernel reports no guest IP; a vCPU's samples taken while its guest ran land in the hypervisor's guest-interrupt path".to_string();
-    if let Some(h) = host_guest_ip_hint() {
-        why.push_str("; host: ");
-        why.push_str(&h);
-    }
-    Some((true, why))
-}
-
 fn testvm_config(vcpus: usize, workload: Workload, ring0: bool) -> hvprof_testvm::TestVmConfig {
     hvprof_testvm::TestVmConfig {
         vcpus,
@@ -708,7 +683,6 @@ fn demo(a: DemoArgs) -> anyhow::Result<()> {
     };
     opts.duration = Some(Duration::from_secs_f64(a.duration));
     opts.guest_kallsyms = vec![(Some(pid), kallsyms.clone())];
-    opts.guest_ip_hint = host_guest_ip_hint();
     eprintln!(
         "hvprof: profiling the test VM (pid {pid}) for {:.1} s at {} Hz ...",
         a.duration, a.freq

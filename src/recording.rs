@@ -73,6 +73,9 @@ pub enum Entry {
         duration_ns: u64,
         /// Whether the host hid guest IPs, and why (None: decided from the data).
         hidden: Option<(bool, String)>,
+        /// Why guest IPs may be hidden on the recording host (from detection).
+        #[serde(default)]
+        hint: Option<String>,
     },
 }
 
@@ -245,9 +248,13 @@ impl Recording {
                 Entry::End {
                     duration_ns,
                     hidden: h,
+                    hint,
                 } => {
                     duration = *duration_ns;
                     hidden = h.clone();
+                    if let Some(hint) = hint {
+                        agg.set_guest_ip_hint(hint.clone());
+                    }
                 }
             }
         }

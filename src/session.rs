@@ -22,7 +22,7 @@ use hvprof_symbols::Kallsyms;
 
 use crate::attribute::{Attributor, HostSymbols};
 use crate::collect::{Batch, Reader};
-use crate::counters::{has_hardware_pmu, open_counter, CounterSpec, EventSpec};
+use crate::counters::{open_counter, CounterSpec, EventSpec};
 use crate::discover::{self, Vm};
 use crate::error::{Error, Result};
 use crate::record::Record;
@@ -61,10 +61,11 @@ pub struct RecordOptions {
     pub output: Option<PathBuf>,
     /// Set to stop (SIGINT handler).
     pub stop: Arc<AtomicBool>,
-    /// Whether the host hides guest IPs, and why; None: decide from the run's samples.
+    /// Whether the host hides guest IPs, and why. None: hidden when the event excludes guest
+    /// mode, else decided from the run's samples.
     pub guest_ips_hidden: Option<(bool, String)>,
-    /// What detection says about guest IP visibility on this host, added to the report's
-    /// reason when the run's samples show hidden guest IPs.
+    /// Why guest IPs may be hidden on this host, added to the report's reason when the run's
+    /// samples show it. None: from `hvprof detect` of the host.
     pub guest_ip_hint: Option<String>,
 }
 
@@ -135,15 +136,37 @@ pub fn record(
         }
     }
 
-    // Event: fall back to cpu-clock without a hardware PMU.
+    // What this host can measure (`hvprof detect`): the PMU decides the event, the KVM
+    // backend explains hidden guest IPs.
+    let src = if opts.root == Path::new("/") {
+        hvprof_detect::Source::live()
+    } else {
+        hvprof_detect::Source::tree(&opts.root)
+    };
+    let host = hvprof_detect::detect(&src).host;
     let mut counter = opts.counter.clone();
-    if counter.event.is_hardware() && !has_hardware_pmu(&opts.root) {
+    if counter.event.is_hardware() && !host.hardware_pmu {
         notes.push(format!(
-            "no hardware PMU on this host (no 'cpu' event source in /sys/bus/event_source/devices): using cpu-clock instead of {}",
+            "no hardware PMU on this host (event sources: {}): using cpu-clock instead of {}",
+            host.event_sources.join(" "),
             counter.event.name
         ));
-        counter.event = EventSpec::parse("cpu-clock")?;
+        counter.event = EventSpec::parse(host.default_event())?;
     }
+    let guest_ip_hint = opts
+        .guest_ip_hint
+        .clone()
+        .or_else(|| host.guest_ips_hidden_reason());
+    let guest_ips_hidden = opts.guest_ips_hidden.clone().or_else(|| {
+        (counter.exclude_guest || counter.event.exclude_guest).then(|| {
+            let mut why = "the event excludes guest mode (--exclude-guest, attr.exclude_guest=1), so the kernel reports no guest IP; a vCPU's samples taken while its guest ran land in the hypervisor's guest-interrupt path".to_string();
+            if let Some(h) = &guest_ip_hint {
+                why.push_str("; host: ");
+                why.push_str(h);
+            }
+            (true, why)
+        })
+    });
 
     // Symbols.
     let host = HostSymbols::load(&opts.root);
@@ -377,14 +400,15 @@ pub fn record(
     if let Some(mut w) = writer {
         w.write(&Entry::End {
             duration_ns: meta.duration_ns,
-            hidden: opts.guest_ips_hidden.clone(),
+            hidden: guest_ips_hidden.clone(),
+            hint: guest_ip_hint.clone(),
         })?;
         w.finish()?;
     }
-    if let Some(h) = &opts.guest_ip_hint {
-        agg.set_guest_ip_hint(h.clone());
+    if let Some(h) = guest_ip_hint {
+        agg.set_guest_ip_hint(h);
     }
-    let profile = agg.build(meta, opts.guest_ips_hidden.clone(), usize::MAX);
+    let profile = agg.build(meta, guest_ips_hidden, usize::MAX);
     Ok(RecordOutcome {
         profile,
         stopped_because,

@@ -409,7 +409,7 @@ fn recording_round_trip_and_corrupt_recordings() {
         String::from_utf8_lossy(&rep.stderr)
     );
     let p: Profile = serde_json::from_slice(&rep.stdout).unwrap();
-    assert!(p.total_samples > 1000);
+    assert!(p.total_samples > 800, "{} samples", p.total_samples);
     assert_eq!(p.vms[0].vcpus.len(), 2);
     assert!((class_sum(&p.vms[0].classes) - 100.0).abs() < 0.01);
 
