@@ -61,6 +61,14 @@ impl Vm {
     }
 }
 
+impl Vm {
+    /// `hvprof record -p PID -e cpu-clock EXTRA...`.
+    fn record(&self, extra: &[&str]) -> std::process::Output {
+        let pid = self.pid.to_string();
+        hvprof(&[&["record", "-p", pid.as_str(), "-e", "cpu-clock"], extra].concat())
+    }
+}
+
 impl Drop for Vm {
     fn drop(&mut self) {
         let _ = nix::sys::signal::kill(
@@ -377,17 +385,7 @@ fn recording_round_trip_and_corrupt_recordings() {
     let vm = Vm::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("rec.hvprof");
-    let out = hvprof(&[
-        "record",
-        "-p",
-        &vm.pid.to_string(),
-        "-e",
-        "cpu-clock",
-        "-d",
-        "1",
-        "-o",
-        data.to_str().unwrap(),
-    ]);
+    let out = vm.record(&["-d", "1", "-o", data.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",
@@ -554,12 +552,7 @@ fn flame_graph_and_folded_stacks() {
     let vm = Vm::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("flame.svg");
-    let out = hvprof(&[
-        "record",
-        "-p",
-        &vm.pid.to_string(),
-        "-e",
-        "cpu-clock",
+    let out = vm.record(&[
         "-d",
         "1",
         "--guest-kallsyms",
