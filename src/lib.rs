@@ -15,6 +15,7 @@
 //! Symbol resolution lives in the `hvprof-symbols` crate, the built-in test VM in
 //! `hvprof-testvm`, virtualization detection in `hvprof-detect`.
 
+pub mod active;
 pub mod attribute;
 pub mod collect;
 pub mod counters;

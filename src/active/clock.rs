@@ -348,12 +348,17 @@ mod tests {
                 },
             )],
         };
+        // The kernels' own formulas define the truth: one TSC instant T is host time
+        // host.tsc_to_ns(T) and guest time guest.tsc_to_ns(T + offset).
+        let tsc = 45_000_000_123u64;
+        let host_ns = conv.host.tsc_to_ns(tsc);
+        let want = conv.guest.tsc_to_ns(tsc - 30_000_000_000);
         let sync = ClockSync::Tsc(conv);
-        let (g, err) = sync.host_to_guest(15_000_000_000, 0).unwrap();
-        assert!(g.abs_diff(5_000_000_000) <= err, "{g} ± {err}");
+        let (g, err) = sync.host_to_guest(host_ns, 0).unwrap();
+        assert!(g.abs_diff(want) <= err, "{g} vs {want} ± {err}");
         assert!(err < 10);
         let (h, _) = sync.guest_to_host(g, 0).unwrap();
-        assert!(h.abs_diff(15_000_000_000) <= 2 * err);
+        assert!(h.abs_diff(host_ns) <= 2 * err);
         // Unknown vCPUs use the first one's offset (KVM syncs offsets across vCPUs).
         assert!(sync.host_to_guest(15_000_000_000, 7).is_some());
         // Scaling: ratio 0.5 in 48 fractional bits.
@@ -387,7 +392,10 @@ mod tests {
         assert_eq!(rt.rejected, 1);
         assert_eq!(rt.best_error_ns(), Some(30));
         let (g, err) = rt.host_to_guest(10_030).unwrap();
-        assert!((g as i64 - (10_030 + truth)).unsigned_abs() <= err, "{g} ± {err}");
+        assert!(
+            (g as i64 - (10_030 + truth)).unsigned_abs() <= err,
+            "{g} ± {err}"
+        );
         assert_eq!(err, 30);
         // Far away in time the bound grows with drift.
         let (_, err_far) = rt.host_to_guest(10_000 + 60_000_000_000).unwrap();

@@ -115,7 +115,9 @@ impl From<WireSample> for GuestSample {
             guest_time_ns: w.time,
             guest_cpu: w.cpu,
             cpumode,
-            period: w.period,
+            // Bounded so that sums over every sample cannot overflow (4.3 s at most; a
+            // cpu-clock period at 1 Hz is 1 s).
+            period: w.period.min(u64::from(u32::MAX)),
         }
     }
 }
@@ -127,8 +129,10 @@ pub struct GuestContext {
     pub guest_pid: Option<u32>,
     /// Guest tid.
     pub guest_tid: Option<u32>,
-    /// Process name (`comm` of the thread, or of the process), `[unknown]` when unknown.
+    /// Thread name (`comm` of the thread, or of the process), `[unknown]` when unknown.
     pub comm: String,
+    /// Process name (`comm` of the process's main thread), `[unknown]` when unknown.
+    pub process: String,
     /// Guest CPU.
     pub guest_cpu: u32,
     /// Guest event-clock time, ns (converted for host samples).
@@ -317,10 +321,7 @@ impl GuestModel {
     /// Declares the host thread of each vCPU (vCPU index = guest CPU number), so helper
     /// samples land on the vCPU thread in the report.
     pub fn set_vcpu_threads(&mut self, vcpus: &[(u32, Option<i32>)]) {
-        self.vcpu_tids = vcpus
-            .iter()
-            .filter_map(|&(i, t)| Some((i, t?)))
-            .collect();
+        self.vcpu_tids = vcpus.iter().filter_map(|&(i, t)| Some((i, t?))).collect();
     }
 
     /// The VMM pid.
@@ -392,6 +393,21 @@ impl GuestModel {
     /// Number of complete symbol tables.
     pub fn table_count(&self) -> usize {
         self.tables.values().filter(|t| t.table.is_some()).count()
+    }
+
+    /// Complete symbol tables: `(guest path, build-id in hex, symbols)`, by path.
+    pub fn tables(&self) -> Vec<(String, String, usize)> {
+        let mut v: Vec<(String, String, usize)> = self
+            .tables
+            .values()
+            .filter_map(|t| {
+                let n = t.table.as_ref()?.len();
+                let hex = t.build_id.iter().map(|b| format!("{b:02x}")).collect();
+                Some((t.path.clone(), hex, n))
+            })
+            .collect();
+        v.sort();
+        v
     }
 
     /// Guest processes known: `(pid, latest comm)`.
@@ -477,12 +493,12 @@ impl GuestModel {
         self.stats.messages += 1;
         match m {
             Message::Hello(h) => {
-                if let Some(old) = &self.hello {
-                    if old.boot_id != h.boot_id {
+                if let Some(old) = self.hello.as_ref().map(|o| o.boot_id.clone()) {
+                    if old != h.boot_id {
                         self.reset_for_reboot();
                         self.note(format!(
-                            "the guest rebooted (boot id {} → {}): guest data before the reboot was dropped",
-                            old.boot_id, h.boot_id
+                            "the guest rebooted (boot id {old} → {}): guest data before the reboot was dropped",
+                            h.boot_id
                         ));
                     } else {
                         self.disconnected();
@@ -598,9 +614,7 @@ impl GuestModel {
                 });
                 if !dup {
                     if t.maps.len() >= max {
-                        return Err(limit(format!(
-                            "more than {max} maps for guest pid {pid}"
-                        )));
+                        return Err(limit(format!("more than {max} maps for guest pid {pid}")));
                     }
                     t.maps.push(GuestMap {
                         time,
@@ -644,7 +658,9 @@ impl GuestModel {
                     }
                 }
                 if self.bytes > self.budget.max_bytes {
-                    return Err(limit("switch timelines exceed the host memory budget".into()));
+                    return Err(limit(
+                        "switch timelines exceed the host memory budget".into(),
+                    ));
                 }
             }
             Message::SymtabBegin {
@@ -661,7 +677,8 @@ impl GuestModel {
                         self.budget.max_symbols_per_table
                     )));
                 }
-                if !self.tables.contains_key(&file_key) && self.tables.len() >= self.budget.max_tables
+                if !self.tables.contains_key(&file_key)
+                    && self.tables.len() >= self.budget.max_tables
                 {
                     return Err(limit(format!(
                         "more than {} symbol tables",
@@ -745,9 +762,13 @@ impl GuestModel {
                 self.charge(kept * std::mem::size_of::<GuestSample>())?;
             }
             Message::Lost { kind, count, .. } => match kind {
-                proto::LOST_SIDEBAND => self.stats.lost_sideband += count,
-                proto::LOST_SAMPLES => self.stats.lost_samples += count,
-                _ => self.stats.lost_helper += count,
+                proto::LOST_SIDEBAND => {
+                    self.stats.lost_sideband = self.stats.lost_sideband.saturating_add(count)
+                }
+                proto::LOST_SAMPLES => {
+                    self.stats.lost_samples = self.stats.lost_samples.saturating_add(count)
+                }
+                _ => self.stats.lost_helper = self.stats.lost_helper.saturating_add(count),
             },
             Message::Note { text, .. } => self.note(format!("guest helper: {text}")),
             Message::Bye { .. } | Message::Pong { .. } => {}
@@ -838,7 +859,7 @@ impl GuestModel {
         let Some(table) = &t.table else {
             return Symbol::unknown(ip, dso, "symbol table incomplete (connection ended)");
         };
-        let off = ip - m.start + m.pgoff;
+        let off = ip.wrapping_sub(m.start).wrapping_add(m.pgoff);
         let Some(svma) = file_offset_to_svma(&t.segments, off) else {
             return Symbol::unknown(ip, dso, "file offset outside the file's segments");
         };
@@ -887,6 +908,7 @@ impl GuestModel {
             guest_pid: Some(s.guest_pid),
             guest_tid: Some(s.guest_tid),
             comm: self.comm(s.guest_pid, s.guest_tid, s.guest_time_ns),
+            process: self.comm(s.guest_pid, s.guest_pid, s.guest_time_ns),
             guest_cpu: s.guest_cpu,
             guest_time_ns: Some(s.guest_time_ns),
             ambiguous: false,
@@ -932,9 +954,12 @@ impl GuestModel {
             ),
             _ => (Class::GuestKernel, self.kernel_symbol(s.ip)),
         };
-        let comm = match (pid, tid) {
-            (Some(p), Some(t)) => self.comm(p, t, gtime.unwrap_or(0)),
-            _ => "[unknown]".into(),
+        let (comm, process) = match (pid, tid) {
+            (Some(p), Some(t)) => (
+                self.comm(p, t, gtime.unwrap_or(0)),
+                self.comm(p, p, gtime.unwrap_or(0)),
+            ),
+            _ => ("[unknown]".into(), "[unknown]".into()),
         };
         (
             Attributed {
@@ -947,6 +972,7 @@ impl GuestModel {
                 guest_pid: pid,
                 guest_tid: tid,
                 comm,
+                process,
                 guest_cpu: vcpu,
                 guest_time_ns: gtime,
                 ambiguous,
@@ -1126,10 +1152,7 @@ mod tests {
             ..s
         });
         assert_eq!(a.symbol.name, "core::fmt::write");
-        let (a, _) = m.attribute(&GuestSample {
-            ip: 0x9999,
-            ..s
-        });
+        let (a, _) = m.attribute(&GuestSample { ip: 0x9999, ..s });
         assert_eq!(a.symbol.name, "[unknown]");
         let (a, _) = m.attribute(&GuestSample {
             ip: 0xffff_ffff_8100_2010,
@@ -1217,17 +1240,33 @@ mod tests {
         assert_eq!(a.sample.cpu, 3, "host fields kept");
         // Converted to guest time 400_000: before the first switch.
         let (a, _) = m.attribute_host(&host(0, CpuMode::GuestUser, 0x5555_0000_1150), 1);
-        assert!(a.symbol.reason.as_deref().unwrap().contains("before the first"));
+        assert!(a
+            .symbol
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("before the first"));
         // Near a switch: ambiguous.
-        let (_, ctx) = m.attribute_host(&host(1_499_995, CpuMode::GuestKernel, 0xffff_ffff_8100_1004), 1);
+        let (_, ctx) = m.attribute_host(
+            &host(1_499_995, CpuMode::GuestKernel, 0xffff_ffff_8100_1004),
+            1,
+        );
         assert!(ctx.ambiguous);
         // After the switch to idle: kernel symbol and swapper.
-        let (a, ctx) = m.attribute_host(&host(1_600_000, CpuMode::GuestKernel, 0xffff_ffff_8100_1004), 1);
+        let (a, ctx) = m.attribute_host(
+            &host(1_600_000, CpuMode::GuestKernel, 0xffff_ffff_8100_1004),
+            1,
+        );
         assert_eq!(a.symbol.name, "do_idle");
         assert_eq!(ctx.comm, "swapper");
         // A CPU with no switches.
         let (a, _) = m.attribute_host(&host(1_600_000, CpuMode::GuestUser, 0x5555_0000_1150), 0);
-        assert!(a.symbol.reason.as_deref().unwrap().contains("no guest context switches"));
+        assert!(a
+            .symbol
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("no guest context switches"));
     }
 
     #[test]
@@ -1271,6 +1310,11 @@ mod tests {
             })
             .is_err());
         assert!(m.apply(Message::KallsymsChunk(vec![b'a'; 9])).is_err());
-        assert!(m.apply(Message::Ping { seq: 0, host_time: 0 }).is_err());
+        assert!(m
+            .apply(Message::Ping {
+                seq: 0,
+                host_time: 0
+            })
+            .is_err());
     }
 }

@@ -26,7 +26,7 @@ pub struct GuestProcessReport {
     pub vm_pid: i32,
     /// Guest pid, None for samples whose guest thread is unknown.
     pub guest_pid: Option<u32>,
-    /// Process name (the most frequent `comm` among its samples).
+    /// Process name (the most frequent process `comm` among its samples).
     pub comm: String,
     /// Samples.
     pub samples: u64,
@@ -83,8 +83,8 @@ pub fn guest_process_reports(
         total += 1;
         let acc = by_pid.entry(c.guest_pid).or_default();
         acc.samples += 1;
-        acc.period += a.sample.period;
-        *acc.comms.entry(c.comm.clone()).or_default() += 1;
+        acc.period = acc.period.saturating_add(a.sample.period);
+        *acc.comms.entry(c.process.clone()).or_default() += 1;
         if let Some(t) = c.guest_tid {
             let e = acc.threads.entry(t).or_default();
             *e.0.entry(c.comm.clone()).or_default() += 1;
@@ -92,7 +92,7 @@ pub fn guest_process_reports(
         }
         let e = acc.classes.entry(a.class).or_default();
         e.0 += 1;
-        e.1 += a.sample.period;
+        e.1 = e.1.saturating_add(a.sample.period);
         *acc.symbols.entry((a.class, a.symbol.clone())).or_default() += 1;
     }
     let mut out: Vec<GuestProcessReport> = by_pid
@@ -146,7 +146,11 @@ pub fn guest_process_reports(
             }
         })
         .collect();
-    out.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.guest_pid.cmp(&b.guest_pid)));
+    out.sort_by(|a, b| {
+        b.samples
+            .cmp(&a.samples)
+            .then(a.guest_pid.cmp(&b.guest_pid))
+    });
     out
 }
 
@@ -162,13 +166,17 @@ pub fn render_text(rows: &[GuestProcessReport], top: usize) -> String {
             r.comm, r.percent, r.samples
         );
         for sym in r.top_symbols.iter().take(top) {
+            let dso = if sym.symbol.dso.starts_with('[') {
+                sym.symbol.dso.clone()
+            } else {
+                format!("[{}]", sym.symbol.dso)
+            };
             let _ = writeln!(
                 s,
-                "      {:>6.2}%  {:<13} {} [{}]",
+                "      {:>6.2}%  {:<13} {} {dso}",
                 sym.percent,
                 sym.class.key(),
                 sym.symbol.display_name(),
-                sym.symbol.dso
             );
         }
     }
@@ -180,7 +188,13 @@ mod tests {
     use super::*;
     use crate::record::{CpuMode, Sample};
 
-    fn item(vm: i32, pid: Option<u32>, comm: &str, sym: &str, class: Class) -> (Attributed, GuestContext) {
+    fn item(
+        vm: i32,
+        pid: Option<u32>,
+        comm: &str,
+        sym: &str,
+        class: Class,
+    ) -> (Attributed, GuestContext) {
         (
             Attributed {
                 sample: Sample {
@@ -201,6 +215,7 @@ mod tests {
                 guest_pid: pid,
                 guest_tid: pid,
                 comm: comm.into(),
+                process: comm.into(),
                 guest_cpu: 0,
                 guest_time_ns: None,
                 ambiguous: false,

@@ -53,7 +53,7 @@ impl SymbolTable {
             }
             let off = t.names.len() as u32;
             t.names.push_str(name);
-            t.ranges.push((start, end.max(start + 1)));
+            t.ranges.push((start, end.max(start.saturating_add(1))));
             t.spans.push((off, name.len() as u32));
         }
         t
@@ -76,7 +76,10 @@ impl SymbolTable {
 
     /// The symbol containing `addr`: `(name, start)`.
     pub fn lookup(&self, addr: u64) -> Option<(&str, u64)> {
-        let i = self.ranges.partition_point(|r| r.0 <= addr).checked_sub(1)?;
+        let i = self
+            .ranges
+            .partition_point(|r| r.0 <= addr)
+            .checked_sub(1)?;
         let (s, e) = self.ranges[i];
         if addr >= e {
             return None;
@@ -115,7 +118,10 @@ mod tests {
         assert_eq!(t.lookup(0x10ff), Some(("f", 0x1000)));
         assert_eq!(t.lookup(0x1100), None);
         assert_eq!(t.lookup(0x1fff), Some(("g", 0x1800)));
-        assert_eq!(t.lookup(0x2000 + MAX_UNSIZED_SPAN - 1), Some(("tail", 0x2000)));
+        assert_eq!(
+            t.lookup(0x2000 + MAX_UNSIZED_SPAN - 1),
+            Some(("tail", 0x2000))
+        );
         assert_eq!(t.lookup(0x2000 + MAX_UNSIZED_SPAN), None);
         assert_eq!(t.lookup(0), None);
         assert_eq!(t.lookup(u64::MAX), None);

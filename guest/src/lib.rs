@@ -1,0 +1,28 @@
+//! # hvprof-guest — hvprof's in-guest helper and its wire protocol
+//!
+//! Xenoprof's *active* mode for KVM: a small static binary runs inside the guest and sends
+//! the host what only the guest knows — its kernel symbols, process names, memory maps with
+//! build-ids, the symbol tables of mapped executables, context switches per guest CPU and,
+//! where the host cannot see guest IPs (PVM, QEMU TCG), its own samples.
+//!
+//! Modules, in pipeline order:
+//!
+//! 1. [`collect`] — guest-wide perf events (sideband dummy + cpu-clock) per guest CPU;
+//! 2. [`perfrec`] — IO-free decoding of their records;
+//! 3. [`procfs`], [`elfsyms`] — /proc snapshot, kallsyms, modules; ELF symbols and build-ids;
+//! 4. [`sender`] — framing, batching and chunking onto the channel;
+//! 5. [`transport`] — virtio-serial port, vsock, TCP;
+//! 6. [`helper`] — the main loop (reconnects and resends on a new host attachment).
+//!
+//! [`proto`] is the protocol (`docs/protocol.md`): encoder and the bounded decoder the host
+//! uses on untrusted guest bytes. `unsafe` lives only in [`sys`].
+
+pub mod collect;
+pub mod elfsyms;
+pub mod helper;
+pub mod perfrec;
+pub mod procfs;
+pub mod proto;
+pub mod sender;
+pub mod sys;
+pub mod transport;

@@ -1,0 +1,307 @@
+//! Active mode: profiling with a helper inside the guest (Xenoprof's "active domain" for KVM).
+//!
+//! Passive profiling sees guest IPs only when the host kernel tags samples as guest mode, and
+//! even then cannot name guest user code: the memory maps that turn a guest user IP into a
+//! symbol are known only inside the guest. The helper `hvprof-guest` (crate `guest/`) runs in
+//! the guest and streams, over virtio-serial (or vsock, TCP), the guest's kallsyms and
+//! modules, process names, executable maps with build-ids, symbol tables of mapped files,
+//! context switches per guest CPU, and — when the host sees no guest IPs (PVM, QEMU TCG) —
+//! its own samples.
+//!
+//! Stage: helper channel → [`conn`] (receiver thread) → [`model`] (guest model) →
+//! attribution ([`GuestModel::attribute`], [`GuestModel::attribute_host`]) → report
+//! ([`report`]). Clock relation: [`clock`]. Protocol: `hvprof_guest::proto` and
+//! `docs/protocol.md`; usage: `docs/active.md`.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), hvprof::active::ActiveError> {
+//! use hvprof::active::{record_active, ActiveOptions};
+//! use std::sync::atomic::AtomicBool;
+//! let opts = ActiveOptions::new("unix:/tmp/vm.sock".parse()?, 4242);
+//! let out = record_active(&opts, Some(std::time::Duration::from_secs(10)), &AtomicBool::new(false))?;
+//! print!("{}", hvprof::active::report::render_text(&out.processes, 5));
+//! # Ok(()) }
+//! ```
+
+pub mod clock;
+pub mod conn;
+pub mod model;
+pub mod report;
+pub mod symtab;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+pub use conn::{connect, connect_with, ConnStatus, ConnectOptions, HelperConn, HelperSpec};
+pub use model::{Budget, GuestContext, GuestModel, GuestSample, ModelStats};
+pub use report::{guest_process_reports, GuestProcessReport};
+
+use crate::attribute::Attributed;
+use crate::record::Sample;
+
+/// Errors of active mode.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ActiveError {
+    /// A helper spec that does not parse.
+    #[error("invalid --helper value {0}")]
+    InvalidSpec(String),
+    /// Connecting to the helper's socket failed.
+    #[error("connecting to the guest helper channel {spec} (is the VM running with the hvprof virtio-serial port?)")]
+    Connect {
+        /// The spec.
+        spec: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Binding the listener failed.
+    #[error("listening for the guest helper on {spec}")]
+    Listen {
+        /// The spec.
+        spec: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The receiver thread could not start.
+    #[error("starting the helper receiver thread")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Options of an active session for one VM.
+#[derive(Debug, Clone)]
+pub struct ActiveOptions {
+    /// Where the helper is.
+    pub spec: HelperSpec,
+    /// Connection options (VM pid, vCPU threads, debugfs, limits).
+    pub connect: ConnectOptions,
+    /// Symbols per guest process in the report.
+    pub top: usize,
+    /// How long [`record_active`] waits for the helper's initial state before starting the
+    /// clock of its duration.
+    pub ready_timeout: Duration,
+}
+
+impl ActiveOptions {
+    /// Defaults for VM `vm_pid`: KVM debugfs when mounted, 10 symbols per process, 120 s to
+    /// wait for the helper.
+    pub fn new(spec: HelperSpec, vm_pid: i32) -> ActiveOptions {
+        ActiveOptions {
+            spec,
+            connect: ConnectOptions {
+                vm_pid,
+                kvm_debugfs: crate::discover::default_debugfs(),
+                ..ConnectOptions::default()
+            },
+            top: 10,
+            ready_timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// Sets the vCPU threads (`vm.vcpus` as `(index, tid)`).
+    pub fn with_vcpus(mut self, vcpus: Vec<(u32, Option<i32>)>) -> ActiveOptions {
+        self.connect.vcpus = vcpus;
+        self
+    }
+
+    /// Sets the KVM debugfs directory.
+    pub fn with_debugfs(mut self, d: Option<PathBuf>) -> ActiveOptions {
+        self.connect.kvm_debugfs = d;
+        self
+    }
+}
+
+/// What the guest said about itself and how the session went, for the report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuestSummary {
+    /// VMM pid.
+    pub vm_pid: i32,
+    /// Guest kernel release.
+    pub kernel_release: String,
+    /// Guest boot id.
+    pub boot_id: String,
+    /// Guest host name.
+    pub hostname: String,
+    /// Guest CPUs.
+    pub cpus: u32,
+    /// Helper version.
+    pub helper_version: String,
+    /// Helper sampling frequency (0: none).
+    pub sampling_hz: u32,
+    /// Clock relation, in words.
+    pub clock: String,
+    /// Its error bound in ns.
+    pub clock_error_ns: Option<u64>,
+    /// Guest kernel symbols received.
+    pub kallsyms_symbols: usize,
+    /// Guest symbol tables received.
+    pub symbol_tables: usize,
+    /// Guest processes known.
+    pub processes: usize,
+    /// Counters.
+    pub stats: ModelStats,
+    /// Channel status.
+    pub channel: ConnStatus,
+    /// Where guest samples came from: `host` (host-tagged, merged) or `helper`.
+    pub samples_from: String,
+}
+
+/// The result of an active session.
+#[derive(Debug, Clone)]
+pub struct ActiveOutcome {
+    /// Guest samples with attribution and guest context, to feed
+    /// [`crate::report::Aggregator::add`] (`.0`) and keep for per-process rows.
+    pub attributed: Vec<(Attributed, GuestContext)>,
+    /// Per guest process rows of this VM.
+    pub processes: Vec<GuestProcessReport>,
+    /// About the guest and the session.
+    pub summary: GuestSummary,
+    /// Notes for the report.
+    pub notes: Vec<String>,
+}
+
+/// An active session running next to a host recording.
+#[derive(Debug)]
+pub struct ActiveSession {
+    conn: HelperConn,
+    opts: ActiveOptions,
+}
+
+impl ActiveSession {
+    /// Connects (or starts listening) and starts receiving. Returns at once.
+    ///
+    /// # Errors
+    /// As [`connect_with`].
+    pub fn start(opts: &ActiveOptions) -> Result<ActiveSession, ActiveError> {
+        let conn = connect_with(&opts.spec, opts.connect.clone())?;
+        Ok(ActiveSession {
+            conn,
+            opts: opts.clone(),
+        })
+    }
+
+    /// Waits for the helper's initial state; returns whether it arrived in `timeout`.
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        self.conn.wait_ready(timeout)
+    }
+
+    /// The connection (status, model).
+    pub fn conn(&self) -> &HelperConn {
+        &self.conn
+    }
+
+    /// Stops receiving and attributes. `host_tagged` are the host's samples that the host
+    /// kernel tagged as guest mode (`cpumode` GuestKernel/GuestUser), each with its vCPU
+    /// index: when there are any, they are the guest samples (merged through the switch
+    /// timeline and the clock relation) and the helper's own samples are not used (they
+    /// would count guest time twice); otherwise the helper's samples are.
+    pub fn finish(self, host_tagged: &[(Sample, u32)]) -> ActiveOutcome {
+        let status = self.conn.status();
+        let mut model = self.conn.finish();
+        let helper_samples = model.take_samples();
+        let mut notes: Vec<String> = model.notes().to_vec();
+        let (attributed, from): (Vec<_>, &str) = if !host_tagged.is_empty() {
+            if !helper_samples.is_empty() {
+                notes.push(format!(
+                    "the host tags guest samples: {} samples taken by the guest helper were not used (run it with --no-sampling)",
+                    helper_samples.len()
+                ));
+            }
+            (
+                host_tagged
+                    .iter()
+                    .map(|(s, v)| model.attribute_host(s, *v))
+                    .collect(),
+                "host",
+            )
+        } else {
+            (
+                helper_samples.iter().map(|s| model.attribute(s)).collect(),
+                "helper",
+            )
+        };
+        if status.connections == 0 {
+            notes.push(format!(
+                "no guest helper connected on {} (is hvprof-guest running in the guest?)",
+                self.opts.spec
+            ));
+        } else if model.hello().is_none() {
+            notes.push("the guest helper connected but sent no hello".into());
+        }
+        let st = model.stats().clone();
+        if st.lost_samples + st.lost_sideband + st.lost_helper > 0 {
+            notes.push(format!(
+                "guest helper lost records: {} samples, {} sideband, {} while disconnected",
+                st.lost_samples, st.lost_sideband, st.lost_helper
+            ));
+        }
+        let processes = guest_process_reports(model.vm_pid(), &attributed, self.opts.top);
+        let h = model.hello().cloned();
+        let summary = GuestSummary {
+            vm_pid: model.vm_pid(),
+            kernel_release: h
+                .as_ref()
+                .map(|h| h.kernel_release.clone())
+                .unwrap_or_default(),
+            boot_id: h.as_ref().map(|h| h.boot_id.clone()).unwrap_or_default(),
+            hostname: h.as_ref().map(|h| h.hostname.clone()).unwrap_or_default(),
+            cpus: h.as_ref().map_or(0, |h| h.cpus),
+            helper_version: h
+                .as_ref()
+                .map(|h| h.helper_version.clone())
+                .unwrap_or_default(),
+            sampling_hz: h.as_ref().map_or(0, |h| h.sampling_hz),
+            clock: model.clock.describe(),
+            clock_error_ns: model.clock.error_ns(),
+            kallsyms_symbols: model.kallsyms().map_or(0, |k| k.len()),
+            symbol_tables: model.table_count(),
+            processes: model.processes().len(),
+            stats: st,
+            channel: status,
+            samples_from: from.into(),
+        };
+        ActiveOutcome {
+            attributed,
+            processes,
+            summary,
+            notes,
+        }
+    }
+}
+
+/// Runs an active session alone: connects, waits for the helper's initial state (at most
+/// `opts.ready_timeout`), then collects for `duration` (None: until `stop` is set or the
+/// helper says bye), and attributes the helper's samples.
+///
+/// # Errors
+/// As [`ActiveSession::start`]. A helper that never connects is not an error: the outcome
+/// is empty with a note.
+pub fn record_active(
+    opts: &ActiveOptions,
+    duration: Option<Duration>,
+    stop: &AtomicBool,
+) -> Result<ActiveOutcome, ActiveError> {
+    let s = ActiveSession::start(opts)?;
+    let ready_end = Instant::now() + opts.ready_timeout;
+    while Instant::now() < ready_end && !stop.load(Ordering::Relaxed) {
+        if s.wait_ready(Duration::from_millis(100)) {
+            break;
+        }
+    }
+    let t0 = Instant::now();
+    loop {
+        if stop.load(Ordering::Relaxed) || duration.is_some_and(|d| t0.elapsed() >= d) {
+            break;
+        }
+        let st = s.conn().status();
+        if st.bye.is_some() && !st.connected || st.finished {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(s.finish(&[]))
+}
