@@ -112,6 +112,9 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Active mode: the guest helper channel failed.
+    #[error("active mode")]
+    Active(#[from] crate::active::ActiveError),
     /// A system call failed.
     #[error("{op} failed")]
     Sys {

@@ -155,6 +155,17 @@ struct RecordArgs {
     /// Write a recording here instead of printing the report.
     #[arg(short = 'o', long)]
     output: Option<PathBuf>,
+    /// Active mode: merge what the in-guest helper (hvprof-guest) tells: guest processes and
+    /// guest user symbols. Needs --helper and exactly one -p PID.
+    #[arg(long, requires = "helper")]
+    active: bool,
+    /// Where the in-guest helper is: unix:PATH (QEMU's virtio-serial chardev socket),
+    /// tcp:ADDR:PORT (listen for it), vsock:CID:PORT.
+    #[arg(long, requires = "active")]
+    helper: Option<String>,
+    /// Seconds to wait for the helper's initial state (kallsyms, processes) before sampling.
+    #[arg(long, default_value_t = 120.0)]
+    helper_timeout: f64,
     #[command(flatten)]
     out: OutputArgs,
     /// A workload to run; recording stops when it ends.
@@ -382,6 +393,10 @@ fn record(a: RecordArgs) -> anyhow::Result<()> {
     opts.duration = a.duration.map(Duration::from_secs_f64);
     opts.guest_kallsyms = parse_guest_kallsyms(&a.guest_kallsyms)?;
     opts.output = a.output.clone();
+    if let Some(h) = &a.helper {
+        opts.active = Some(h.parse::<hvprof::active::HelperSpec>()?);
+        opts.active_ready_timeout = Duration::from_secs_f64(a.helper_timeout);
+    }
     opts.stop = Arc::new(AtomicBool::new(false));
     let mut child = if a.workload.is_empty() {
         None

@@ -62,6 +62,13 @@ pub enum Entry {
         /// Time on CPU in ns.
         ns: u64,
     },
+    /// Active mode's guest view of VM `vm`.
+    GuestView {
+        /// VMM pid.
+        vm: i32,
+        /// The view.
+        view: Box<crate::report::GuestView>,
+    },
     /// A note for the report.
     Note {
         /// The text.
@@ -245,6 +252,7 @@ impl Recording {
                 Entry::Throttle { tid } => agg.add_throttle(*tid),
                 Entry::OnCpu { tid, ns } => agg.set_on_cpu(*tid, *ns),
                 Entry::Note { text } => agg.note(text.clone()),
+                Entry::GuestView { vm, view } => agg.set_guest_view(*vm, (**view).clone()),
                 Entry::End {
                     duration_ns,
                     hidden: h,

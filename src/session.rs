@@ -67,6 +67,10 @@ pub struct RecordOptions {
     /// Why guest IPs may be hidden on this host, added to the report's reason when the run's
     /// samples show it. None: from `hvprof detect` of the host.
     pub guest_ip_hint: Option<String>,
+    /// Active mode: the in-guest helper's channel (one VM only).
+    pub active: Option<crate::active::HelperSpec>,
+    /// Active mode: how long to wait for the helper's initial state before sampling starts.
+    pub active_ready_timeout: Duration,
 }
 
 impl RecordOptions {
@@ -84,6 +88,8 @@ impl RecordOptions {
             stop: Arc::new(AtomicBool::new(false)),
             guest_ips_hidden: None,
             guest_ip_hint: None,
+            active: None,
+            active_ready_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -242,7 +248,7 @@ pub fn record(
             .unwrap_or_default(),
         start_unix_ns,
     };
-    let mut writer = match &opts.output {
+    let writer = match &opts.output {
         Some(p) => Some(recording::Writer::create(
             p,
             &Header {
@@ -254,6 +260,29 @@ pub fn record(
             },
         )?),
         None => None,
+    };
+
+    // Active mode: connect to the in-guest helper before sampling starts.
+    let active = match (&opts.active, &vms[..]) {
+        (None, _) => None,
+        (Some(spec), [vm]) => {
+            let ao = crate::active::ActiveOptions::new(spec.clone(), vm.pid)
+                .with_vcpus(vm.vcpus.iter().map(|v| (v.index, v.tid)).collect())
+                .with_debugfs(opts.debugfs.clone());
+            let session = crate::active::ActiveSession::start(&ao)?;
+            if !session.wait_ready(opts.active_ready_timeout) {
+                notes.push(format!(
+                    "the guest helper did not send its initial state within {:.0} s; guest symbols may be incomplete",
+                    opts.active_ready_timeout.as_secs_f64()
+                ));
+            }
+            Some((session, vm.pid))
+        }
+        (Some(_), _) => {
+            return Err(Error::InvalidOption(
+                "active mode profiles exactly one VM: give one -p PID".into(),
+            ))
+        }
     };
 
     // Counters and rings.
@@ -314,7 +343,26 @@ pub fn record(
     }
 
     // Collect.
-    let mut hung_up: HashSet<Target> = HashSet::new();
+    let mut sink = Sink {
+        attributor,
+        agg,
+        writer,
+        hung_up: HashSet::new(),
+        notes,
+        active_vm: active.as_ref().map(|(_, pid)| {
+            let vm = vms.iter().find(|v| v.pid == *pid);
+            let vcpus = vm
+                .map(|v| {
+                    v.vcpus
+                        .iter()
+                        .filter_map(|c| Some((c.tid?, c.index)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (*pid, vcpus)
+        }),
+        host_tagged: Vec::new(),
+    };
     let stopped_because;
     loop {
         if opts.stop.load(Ordering::Relaxed) {
@@ -329,9 +377,9 @@ pub fn record(
             stopped_because = why;
             break;
         }
-        if hung_up.len() == fds_opened {
+        if sink.hung_up.len() == fds_opened {
             stopped_because = "every monitored thread exited (the VM is gone)".into();
-            notes.push(
+            sink.notes.push(
                 "the VM exited during the collection; the report covers the time until then".into(),
             );
             break;
@@ -341,14 +389,7 @@ pub fn record(
                 .min(Duration::from_millis(50))
         });
         match rx.recv_timeout(wait) {
-            Ok(b) => handle(
-                b,
-                &mut attributor,
-                &mut agg,
-                &mut writer,
-                &mut hung_up,
-                &mut notes,
-            )?,
+            Ok(b) => sink.handle(b)?,
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 stopped_because = "all readers ended".into();
@@ -372,31 +413,26 @@ pub fn record(
         r.join();
     }
     while let Ok(b) = rx.try_recv() {
-        handle(
-            b,
-            &mut attributor,
-            &mut agg,
-            &mut writer,
-            &mut hung_up,
-            &mut notes,
-        )?;
+        sink.handle(b)?;
+    }
+    if let Some((session, vm)) = active {
+        sink.finish_active(session, vm)?;
     }
     for (tid, start) in &on_cpu_start {
         if let Some(&end) = on_cpu_end.get(tid) {
             let ns = end.saturating_sub(*start);
-            agg.set_on_cpu(*tid, ns);
-            if let Some(w) = writer.as_mut() {
-                w.write(&Entry::OnCpu { tid: *tid, ns })?;
-            }
+            sink.agg.set_on_cpu(*tid, ns);
+            sink.write(&Entry::OnCpu { tid: *tid, ns })?;
         }
     }
-    for n in &notes {
-        agg.note(n.clone());
-        if let Some(w) = writer.as_mut() {
-            w.write(&Entry::Note { text: n.clone() })?;
-        }
+    for n in std::mem::take(&mut sink.notes) {
+        sink.write(&Entry::Note { text: n.clone() })?;
+        sink.agg.note(n);
     }
     meta.duration_ns = elapsed.as_nanos() as u64;
+    let Sink {
+        mut agg, writer, ..
+    } = sink;
     if let Some(mut w) = writer {
         w.write(&Entry::End {
             duration_ns: meta.duration_ns,
@@ -415,62 +451,122 @@ pub fn record(
     })
 }
 
-fn handle(
-    b: Batch,
-    attributor: &mut Attributor,
-    agg: &mut Aggregator,
-    writer: &mut Option<recording::Writer>,
-    hung_up: &mut HashSet<Target>,
-    notes: &mut Vec<String>,
-) -> Result<()> {
-    let owner_tid = |t: Target, sid_tid: Option<i32>| match t {
-        Target::Thread(tid) => tid,
-        Target::Cpu(_) => sid_tid.unwrap_or(-1),
-    };
-    match b {
-        Batch::Records { target, records } => {
-            for r in records {
-                let entry = match r {
-                    Record::Sample(s) => {
-                        let a = attributor.attribute(&s);
-                        agg.add(&a);
-                        Some(Entry::Sample(a))
+/// The aggregator side of a session: attributes each record and routes it to the aggregator,
+/// the recording, or (active mode, guest-tagged samples of the VM) the merge with the guest.
+struct Sink {
+    attributor: Attributor,
+    agg: Aggregator,
+    writer: Option<recording::Writer>,
+    hung_up: HashSet<Target>,
+    notes: Vec<String>,
+    /// Active mode: the VM whose guest-tagged samples are held back, its vCPU index by tid,
+    /// and the samples held back.
+    active_vm: Option<(i32, HashMap<i32, u32>)>,
+    host_tagged: Vec<(crate::record::Sample, u32)>,
+}
+
+impl Sink {
+    fn write(&mut self, e: &Entry) -> Result<()> {
+        match self.writer.as_mut() {
+            Some(w) => w.write(e),
+            None => Ok(()),
+        }
+    }
+
+    fn handle(&mut self, b: Batch) -> Result<()> {
+        let owner_tid = |t: Target, sid_tid: Option<i32>| match t {
+            Target::Thread(tid) => tid,
+            Target::Cpu(_) => sid_tid.unwrap_or(-1),
+        };
+        let (target, records) = match b {
+            Batch::Records { target, records } => (target, records),
+            Batch::Hangup { target } => {
+                self.hung_up.insert(target);
+                return Ok(());
+            }
+            Batch::Error { target, message } => {
+                self.notes.push(format!("{target}: {message}"));
+                return Ok(());
+            }
+        };
+        for r in records {
+            let entry = match r {
+                Record::Sample(s) => {
+                    if let Some((vm, vcpus)) = &self.active_vm {
+                        if s.cpumode.is_guest() && s.pid == *vm {
+                            if let Some(&i) = vcpus.get(&s.tid) {
+                                self.host_tagged.push((s, i));
+                                continue;
+                            }
+                        }
                     }
-                    Record::Lost { lost, sid } | Record::LostSamples { lost, sid } => {
-                        let tid = owner_tid(target, sid.tid);
-                        agg.add_lost(tid, lost);
-                        Some(Entry::Lost { tid, n: lost })
-                    }
-                    Record::Throttle { sid, .. } => {
-                        let tid = owner_tid(target, sid.tid);
-                        agg.add_throttle(tid);
-                        Some(Entry::Throttle { tid })
-                    }
-                    Record::Corrupt {
-                        offset,
-                        skipped,
-                        reason,
-                    } => {
-                        let n = format!("{target}: {skipped} bytes of corrupt ring data at offset {offset} skipped ({reason})");
-                        notes.push(n);
-                        None
-                    }
-                    Record::Unthrottle { .. }
-                    | Record::Exit { .. }
-                    | Record::Comm { .. }
-                    | Record::Other { .. } => None,
-                };
-                if let (Some(w), Some(e)) = (writer.as_mut(), entry) {
-                    w.write(&e)?;
+                    let a = self.attributor.attribute(&s);
+                    self.agg.add(&a);
+                    Some(Entry::Sample(a))
                 }
+                Record::Lost { lost, sid } | Record::LostSamples { lost, sid } => {
+                    let tid = owner_tid(target, sid.tid);
+                    self.agg.add_lost(tid, lost);
+                    Some(Entry::Lost { tid, n: lost })
+                }
+                Record::Throttle { sid, .. } => {
+                    let tid = owner_tid(target, sid.tid);
+                    self.agg.add_throttle(tid);
+                    Some(Entry::Throttle { tid })
+                }
+                Record::Corrupt {
+                    offset,
+                    skipped,
+                    reason,
+                } => {
+                    self.notes.push(format!(
+                        "{target}: {skipped} bytes of corrupt ring data at offset {offset} skipped ({reason})"
+                    ));
+                    None
+                }
+                Record::Unthrottle { .. }
+                | Record::Exit { .. }
+                | Record::Comm { .. }
+                | Record::Other { .. } => None,
+            };
+            if let Some(e) = entry {
+                self.write(&e)?;
             }
         }
-        Batch::Hangup { target } => {
-            hung_up.insert(target);
-        }
-        Batch::Error { target, message } => notes.push(format!("{target}: {message}")),
+        Ok(())
     }
-    Ok(())
+
+    /// Active mode: merges what the helper told with the held-back guest-tagged samples.
+    fn finish_active(&mut self, session: crate::active::ActiveSession, vm: i32) -> Result<()> {
+        let held = std::mem::take(&mut self.host_tagged);
+        let out = session.finish(&held);
+        let in_class_table = !held.is_empty();
+        if in_class_table {
+            for (a, _) in &out.attributed {
+                self.agg.add(a);
+                self.write(&Entry::Sample(a.clone()))?;
+            }
+        } else {
+            self.notes.push(format!(
+                "VM {vm}: this host reports no guest IPs for the VM (QEMU TCG, or a host that hides them): the guest breakdown comes from the in-guest helper's own sampling ({} samples at {} Hz) and is shown beside the host's classes, not added to them",
+                out.attributed.len(),
+                out.summary.sampling_hz
+            ));
+        }
+        self.notes.extend(out.notes.iter().cloned());
+        let view = crate::report::GuestView {
+            summary: out.summary,
+            processes: out.processes,
+            samples: out.attributed.len() as u64,
+            in_class_table,
+        };
+        self.write(&Entry::GuestView {
+            vm,
+            view: Box::new(view.clone()),
+        })?;
+        self.agg.set_guest_view(vm, view);
+        Ok(())
+    }
 }
 
 /// A thread's total time on CPU in ns: the first field of `/proc/*/task/TID/schedstat`

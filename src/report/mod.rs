@@ -130,6 +130,24 @@ pub struct VmReport {
     pub vcpus: Vec<ThreadReport>,
     /// Other VMM threads (I/O threads, main loop) that had samples.
     pub other_threads: Vec<ThreadReport>,
+    /// Active mode: the guest's own view from the in-guest helper.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<GuestView>,
+}
+
+/// Active mode's view of one VM: what the in-guest helper told, per guest process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuestView {
+    /// About the guest and the session (kernel, CPUs, clock relation, channel).
+    pub summary: crate::active::GuestSummary,
+    /// Guest processes, most samples first, with their classes and top symbols.
+    pub processes: Vec<crate::active::report::GuestProcessReport>,
+    /// Guest samples behind `processes`.
+    pub samples: u64,
+    /// Whether those samples also count in the VM's class table (`true`: host-tagged samples
+    /// re-attributed through the guest's maps) or are the helper's own sampling, shown beside
+    /// the host's view (`false`: the host sees no guest IPs).
+    pub in_class_table: bool,
 }
 
 /// A whole profile: what `hvprof report` prints.
@@ -226,6 +244,7 @@ pub struct Aggregator {
     landing: u64,
     notes: Vec<String>,
     hint: Option<String>,
+    guest_views: HashMap<i32, GuestView>,
 }
 
 impl Aggregator {
@@ -304,6 +323,11 @@ impl Aggregator {
     /// samples show hidden guest IPs.
     pub fn set_guest_ip_hint(&mut self, hint: String) {
         self.hint = Some(hint);
+    }
+
+    /// Attaches active mode's guest view to the VM `vm_pid`.
+    pub fn set_guest_view(&mut self, vm_pid: i32, view: GuestView) {
+        self.guest_views.insert(vm_pid, view);
     }
 
     /// Records thread `tid`'s time on CPU during the collection, in ns.
@@ -389,6 +413,7 @@ impl Aggregator {
                 top_symbols: symbol_rows(&total, hide, top),
                 vcpus,
                 other_threads: others,
+                guest: self.guest_views.get(&vm.pid).cloned(),
             });
         }
         let mut other = Counts::default();

@@ -55,12 +55,41 @@ pub fn render(p: &Profile, top: usize) -> String {
         for t in vm.vcpus.iter().chain(&vm.other_threads) {
             thread(&mut o, t, top);
         }
+        if let Some(g) = &vm.guest {
+            guest_view(&mut o, g, top);
+        }
     }
     if let Some(h) = &p.host_other {
         let _ = writeln!(o, "\n== host processes that are not VMs");
         thread(&mut o, h, top);
     }
     o
+}
+
+fn guest_view(o: &mut String, g: &super::GuestView, top: usize) {
+    let s = &g.summary;
+    let _ = writeln!(
+        o,
+        "\n  guest view (active mode, hvprof-guest {} in the guest): Linux {} on {} CPUs, {} samples from {}{}",
+        s.helper_version,
+        s.kernel_release,
+        s.cpus,
+        g.samples,
+        s.samples_from,
+        if g.in_class_table { ", included in the classes above" } else { ", shown beside the host's classes" }
+    );
+    let _ = writeln!(
+        o,
+        "  guest clock: {}{}; {} guest kernel symbols, {} symbol tables, {} processes",
+        s.clock,
+        s.clock_error_ns
+            .map(|e| format!(" (± {:.1} µs)", e as f64 / 1e3))
+            .unwrap_or_default(),
+        s.kallsyms_symbols,
+        s.symbol_tables,
+        s.processes
+    );
+    o.push_str(&crate::active::report::render_text(&g.processes, top));
 }
 
 fn thread(o: &mut String, t: &ThreadReport, top: usize) {
