@@ -72,7 +72,8 @@ pub struct ThreadInfo {
     pub kernel_worker: bool,
 }
 
-/// A KVM virtual machine: the VMM process holding a `kvm-vm` fd.
+/// A virtual machine: the VMM process holding a `kvm-vm` fd, or a QEMU running its guest
+/// with TCG.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vm {
     /// VMM process id; hvprof's VM key (perf's `machine_pid`).
@@ -93,6 +94,14 @@ pub struct Vm {
     pub guest_memory_bytes: Option<u64>,
     /// Resident set size of the VMM in bytes (`VmRSS`).
     pub rss_bytes: Option<u64>,
+    /// How the guest runs: `kvm` (a `kvm-vm` fd) or `tcg` (QEMU's software emulator: no KVM
+    /// fd, vCPU threads named `CPU n/TCG` or a `qemu-system-*` process).
+    #[serde(default = "default_accel")]
+    pub accel: String,
+}
+
+fn default_accel() -> String {
+    "kvm".into()
 }
 
 impl Vm {
@@ -138,7 +147,7 @@ pub fn find_vms(proc_root: &Path, debugfs: Option<&Path>) -> Result<Vec<Vm>> {
 /// # Errors
 /// [`Error::NoSuchProcess`] when `/proc/PID` does not exist, [`Error::Read`] when its fd
 /// directory cannot be read (another user's process without CAP_SYS_PTRACE), and
-/// [`Error::NotAVm`] when it holds no `kvm-vm` fd.
+/// [`Error::NotAVm`] when it holds no `kvm-vm` fd and is no QEMU TCG process.
 pub fn inspect(proc_root: &Path, debugfs: Option<&Path>, pid: i32) -> Result<Vm> {
     let pdir = proc_root.join(pid.to_string());
     if !pdir.is_dir() {
@@ -168,7 +177,15 @@ pub fn inspect(proc_root: &Path, debugfs: Option<&Path>, pid: i32) -> Result<Vm>
             }
         }
     }
-    if vm_fds.is_empty() {
+    let threads = read_threads(&pdir);
+    // QEMU without KVM (TCG) holds no kvm-vm fd: recognize it by its vCPU thread names
+    // (`-name ...,debug-threads=on`) or its process name.
+    let tcg = vm_fds.is_empty()
+        && (threads
+            .iter()
+            .any(|t| t.comm.starts_with("CPU ") && t.comm.ends_with("/TCG"))
+            || comm.starts_with("qemu-system"));
+    if vm_fds.is_empty() && !tcg {
         return Err(Error::NotAVm { pid, comm });
     }
     vm_fds.sort_unstable();
@@ -178,7 +195,6 @@ pub fn inspect(proc_root: &Path, debugfs: Option<&Path>, pid: i32) -> Result<Vm>
         .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    let threads = read_threads(&pdir);
     let mut indices: Vec<u32> = vcpu_fds.values().copied().collect();
     indices.sort_unstable();
     indices.dedup();
@@ -274,6 +290,7 @@ pub fn inspect(proc_root: &Path, debugfs: Option<&Path>, pid: i32) -> Result<Vm>
         threads,
         guest_memory_bytes: qemu_memory(&args),
         rss_bytes,
+        accel: if tcg { "tcg".into() } else { "kvm".into() },
     })
 }
 

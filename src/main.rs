@@ -505,10 +505,11 @@ fn vms(a: VmsArgs) -> anyhow::Result<()> {
             _ => "memory unknown".into(),
         };
         println!(
-            "VM {} (pid {}, {}): {} vCPUs, {}",
+            "VM {} (pid {}, {}, {}): {} vCPUs, {}",
             vm.name,
             vm.pid,
             vm.comm,
+            vm.accel,
             vm.vcpus.len(),
             mem
         );

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install the Debian packages the hvprof test guest needs (for .ci/run and
+# new machines). Idempotent: installs only what is missing; runs apt-get
+# update only when an install fails without it. Needs root.
+#   guest-image/ci-deps.sh            guest packages + linux-perf
+#   guest-image/ci-deps.sh --no-perf  guest packages only
+# The kernel itself is fetched (and cached) by guest-image/build.sh.
+set -euo pipefail
+
+GI_PROG=ci-deps.sh
+# shellcheck source=guest-image/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+pkgs=("${GI_PACKAGES[@]}")
+case "${1:-}" in
+--no-perf) ;;
+"") pkgs+=(linux-perf) ;; # perf: check-shares.sh, the workload self-check
+-h | --help) sed -n '2,8p' "$0"; exit 0 ;;
+*) gi_die "unknown argument: $1" ;;
+esac
+
+t=$(gi_now)
+gi_install_packages "${pkgs[@]}"
+gi_log "packages present (${pkgs[*]}) after $(gi_elapsed "$t") s"

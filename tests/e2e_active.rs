@@ -1,0 +1,194 @@
+//! Active mode end to end on a real Linux guest: Debian's kernel under QEMU (TCG here), a
+//! busybox initramfs with the static `hvprof-guest` helper and `hvprof-workload` (hot_alpha,
+//! hot_beta, hot_gamma at 60/30/10 % of its time), the helper on the virtio-serial port
+//! `org.hvprof.0`. `hvprof record --active` must name the hot guest user functions with their
+//! shares (±5 points), name guest kernel symbols from the helper's kallsyms, and show the
+//! host-side classes.
+//!
+//! Needs root, qemu-system-x86 and the Debian kernel package (guest-image/ci-deps.sh and
+//! guest-image/build.sh install and fetch them). Without them the test prints why and passes,
+//! except under CI=true.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hvprof::attribute::Class;
+use hvprof::report::Profile;
+
+const HVPROF: &str = env!("CARGO_BIN_EXE_hvprof");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+struct Qemu(i32);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+fn skip(why: &str) -> bool {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true, but {why}");
+    }
+    eprintln!("skipping: {why}");
+    true
+}
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn kv(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} missing in:\n{text}"))
+        .to_string()
+}
+
+#[test]
+fn active_mode_names_guest_user_functions_of_a_real_linux_guest() {
+    if !nix::unistd::geteuid().is_root() && skip("not root") {
+        return;
+    }
+    if Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_err()
+        && skip("qemu-system-x86_64 is not installed (guest-image/ci-deps.sh)")
+    {
+        return;
+    }
+    // The static helper, then the image with it (cached kernel; a few seconds when warm).
+    let helper = run(
+        Command::new("bash")
+            .arg(format!("{ROOT}/guest/build-static.sh"))
+            .current_dir(ROOT),
+        "guest/build-static.sh",
+    );
+    let helper = Path::new(ROOT).join(helper.trim().lines().last().unwrap());
+    let image = PathBuf::from(format!("{ROOT}/target/guest-image"));
+    run(
+        Command::new("bash")
+            .arg(format!("{ROOT}/guest-image/build.sh"))
+            .arg("--out")
+            .arg(&image)
+            .arg("--helper")
+            .arg(&helper),
+        "guest-image/build.sh",
+    );
+    let env = run(
+        Command::new("bash")
+            .arg(format!("{ROOT}/guest-image/run.sh"))
+            .arg("--out")
+            .arg(&image)
+            .args(["--duration", "60"]),
+        "guest-image/run.sh",
+    );
+    let qemu = Qemu(kv(&env, "QEMU_PID").parse().unwrap());
+    let sock = kv(&env, "SERIAL_SOCKET");
+
+    let vms = run(
+        Command::new(HVPROF).args(["vms", "--format", "json"]),
+        "hvprof vms",
+    );
+    let vms: Vec<hvprof::discover::Vm> = serde_json::from_str(&vms).unwrap();
+    let vm = vms
+        .iter()
+        .find(|v| v.pid == qemu.0)
+        .expect("QEMU found by hvprof vms");
+    assert_eq!(vm.accel, "tcg");
+    assert_eq!(vm.vcpus.len(), 2, "vCPU threads CPU n/TCG: {vm:?}");
+
+    let out = run(
+        Command::new(HVPROF).args([
+            "record",
+            "-p",
+            &qemu.0.to_string(),
+            "-e",
+            "cpu-clock",
+            "-d",
+            "6",
+            "--active",
+            "--helper",
+            &format!("unix:{sock}"),
+            "--helper-timeout",
+            "60",
+            "--format",
+            "json",
+        ]),
+        "hvprof record --active",
+    );
+    let p: Profile = serde_json::from_str(&out).unwrap();
+    let v = &p.vms[0];
+    // Host side: TCG's translated code is guest execution seen from the host.
+    let class = |c: Class| {
+        v.classes
+            .iter()
+            .find(|r| r.class == c)
+            .map_or(0.0, |r| r.percent)
+    };
+    assert!(
+        class(Class::Emulation) > 20.0,
+        "emulation class: {:#?}",
+        v.classes
+    );
+    assert!(
+        class(Class::Vmm) + class(Class::HypervisorKernel) > 0.0,
+        "{:#?}",
+        v.classes
+    );
+    // Guest side, from the helper.
+    let g = v.guest.as_ref().expect("active mode's guest view");
+    assert!(
+        g.summary.kallsyms_symbols > 10_000,
+        "guest kallsyms received: {}",
+        g.summary.kallsyms_symbols
+    );
+    let w = g
+        .processes
+        .iter()
+        .find(|p| p.comm == "hvprof-workload")
+        .expect("workload process in the guest view");
+    let samples = |name: &str| -> u64 {
+        w.top_symbols
+            .iter()
+            .filter(|s| s.symbol.name == name && s.class == Class::GuestUser)
+            .map(|s| s.samples)
+            .sum()
+    };
+    let (a, b, c) = (
+        samples("hot_alpha"),
+        samples("hot_beta"),
+        samples("hot_gamma"),
+    );
+    let total = (a + b + c) as f64;
+    assert!(total > 500.0, "enough workload samples: {a} {b} {c}");
+    for (name, got, want) in [
+        ("hot_alpha", a, 60.0),
+        ("hot_beta", b, 30.0),
+        ("hot_gamma", c, 10.0),
+    ] {
+        let pct = got as f64 * 100.0 / total;
+        assert!(
+            (pct - want).abs() <= 5.0,
+            "{name}: {pct:.1}% (want {want} ± 5)"
+        );
+    }
+    let kernel_named = g.processes.iter().flat_map(|p| &p.top_symbols).any(|s| {
+        s.class == Class::GuestKernel && s.symbol.addr.is_none() && s.symbol.dso == "[guest.kernel]"
+    });
+    assert!(
+        kernel_named,
+        "guest kernel symbols named from the helper's kallsyms"
+    );
+}
