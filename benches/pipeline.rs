@@ -1,8 +1,9 @@
 //! `cargo bench --bench pipeline`: hvprof's hot paths, with perf side by side where the work
 //! is comparable. Prints figures; asserts nothing.
 //!
-//! 1. decode + attribute + aggregate of 1,000,000 synthetic PERF_RECORD_SAMPLEs (guest-user IPs
-//!    resolved through a guest map, host-kernel IPs through the real /proc/kallsyms);
+//! 1. decode + attribute + aggregate of 1,000,000 synthetic PERF_RECORD_SAMPLEs (half guest-user
+//!    IPs resolved through a guest map, a quarter host-kernel IPs through the real
+//!    /proc/kallsyms, a quarter VMM IPs in this benchmark's own ELF through its /proc/PID/maps);
 //! 2. profiling the built-in test VM for 3 s at 4 kHz with `perf record` and with
 //!    `hvprof record`: samples captured, lost, and the profiler's own CPU time;
 //! 3. turning each recording into a report: `perf report --stdio` vs `hvprof report`.
@@ -42,8 +43,21 @@ fn pipeline() {
     attr.add_vcpu_thread(101);
     let mut bytes = Vec::with_capacity(48 << 20);
     let n = 1_000_000u64;
+    let me = std::process::id();
+    let user_ip = pipeline as usize as u64;
     for i in 0..n {
-        if i % 4 == 0 && !kern.is_empty() {
+        if i % 4 == 1 {
+            encode::sample(
+                &mut bytes,
+                CpuMode::User,
+                user_ip + (i % 64),
+                me,
+                me,
+                i,
+                0,
+                250_000,
+            );
+        } else if i % 4 == 0 && !kern.is_empty() {
             encode::sample(
                 &mut bytes,
                 CpuMode::Kernel,

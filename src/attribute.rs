@@ -256,7 +256,11 @@ pub struct Attributor {
     vcpu_tids: std::collections::HashSet<i32>,
     tcg_tids: std::collections::HashSet<i32>,
     maps_read_at: HashMap<i32, std::time::Instant>,
+    user_cache: HashMap<(i32, u64), (Symbol, bool)>,
 }
+
+/// Entries of the per-(pid, ip) VMM symbol cache before it is cleared.
+const USER_CACHE_MAX: usize = 1 << 20;
 
 impl Attributor {
     /// An attributor using `host` kernel symbols and reading process maps under `proc_root`.
@@ -270,6 +274,7 @@ impl Attributor {
             vcpu_tids: Default::default(),
             tcg_tids: Default::default(),
             maps_read_at: HashMap::new(),
+            user_cache: HashMap::new(),
         }
     }
 
@@ -383,8 +388,24 @@ impl Attributor {
         }
     }
 
-    /// The VMM symbol of a host-user sample, and whether it fell in anonymous memory.
+    /// The VMM symbol of a host-user sample, and whether it fell in anonymous memory; cached
+    /// per (pid, ip) since hot loops repeat the same IPs. Unknown results are not cached, so a
+    /// mapping that appears later is still found.
     fn host_user(&mut self, s: &Sample) -> (Symbol, bool) {
+        if let Some(hit) = self.user_cache.get(&(s.pid, s.ip)) {
+            return hit.clone();
+        }
+        let r = self.host_user_uncached(s);
+        if r.0.addr.is_none() {
+            if self.user_cache.len() >= USER_CACHE_MAX {
+                self.user_cache.clear();
+            }
+            self.user_cache.insert((s.pid, s.ip), r.clone());
+        }
+        r
+    }
+
+    fn host_user_uncached(&mut self, s: &Sample) -> (Symbol, bool) {
         let pid = s.pid;
         let mut refreshed = false;
         loop {
