@@ -645,7 +645,22 @@ fn testvm(a: TestvmArgs) -> anyhow::Result<()> {
         t0.elapsed().as_secs_f64()
     );
     for v in &summary.vcpus {
-        eprintln!("  {v:?}");
+        let shares: Vec<String> = v
+            .measured_shares
+            .iter()
+            .map(|(n, f)| format!("{n} {:.1}%", f * 100.0))
+            .collect();
+        eprintln!(
+            "  vCPU {} (tid {}): {} rounds, exits io {} hlt {} other {}; time measured in the guest: {}{}",
+            v.index,
+            v.tid,
+            v.progress,
+            v.exits.io,
+            v.exits.hlt,
+            v.exits.other,
+            shares.join(", "),
+            v.failure.as_ref().map(|f| format!("; FAILED: {f}")).unwrap_or_default()
+        );
     }
     Ok(())
 }
