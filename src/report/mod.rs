@@ -195,27 +195,31 @@ pub struct VmMeta {
     pub vcpus: Vec<(u32, Option<i32>)>,
 }
 
+/// Samples and periods of one (class, landing) bucket, per symbol.
+type SymbolCounts = HashMap<Symbol, (u64, u64)>;
+
 #[derive(Debug, Default, Clone)]
 struct Counts {
     samples: u64,
     period: u64,
     lost: u64,
     throttled: u64,
-    by_class: BTreeMap<Class, (u64, u64)>,
-    by_symbol: HashMap<(Class, Symbol, bool), u64>,
+    /// (class, landing) → symbol → (samples, period). Two levels so that adding a sample
+    /// whose symbol is already known allocates nothing.
+    by_symbol: HashMap<(Class, bool), SymbolCounts>,
 }
 
 impl Counts {
     fn add(&mut self, a: &Attributed) {
         self.samples += 1;
         self.period += a.sample.period;
-        let e = self.by_class.entry(a.class).or_default();
+        let syms = self.by_symbol.entry((a.class, a.landing)).or_default();
+        let e = match syms.get_mut(&a.symbol) {
+            Some(e) => e,
+            None => syms.entry(a.symbol.clone()).or_default(),
+        };
         e.0 += 1;
         e.1 += a.sample.period;
-        *self
-            .by_symbol
-            .entry((a.class, a.symbol.clone(), a.landing))
-            .or_default() += 1;
     }
 
     fn merge(&mut self, o: &Counts) {
@@ -223,14 +227,24 @@ impl Counts {
         self.period += o.period;
         self.lost += o.lost;
         self.throttled += o.throttled;
-        for (c, (n, p)) in &o.by_class {
-            let e = self.by_class.entry(*c).or_default();
-            e.0 += n;
-            e.1 += p;
+        for (k, syms) in &o.by_symbol {
+            let mine = self.by_symbol.entry(*k).or_default();
+            for (sym, (n, p)) in syms {
+                let e = mine.entry(sym.clone()).or_default();
+                e.0 += n;
+                e.1 += p;
+            }
         }
-        for (k, n) in &o.by_symbol {
-            *self.by_symbol.entry(k.clone()).or_default() += n;
-        }
+    }
+
+    /// Every (effective class, symbol, samples, period) with the hidden-guest policy applied.
+    fn rows(&self, hide: bool) -> impl Iterator<Item = (Class, &Symbol, u64, u64)> {
+        self.by_symbol
+            .iter()
+            .flat_map(move |((class, landing), syms)| {
+                let cl = effective(*class, *landing, hide);
+                syms.iter().map(move |(sym, (n, p))| (cl, sym, *n, *p))
+            })
     }
 }
 
@@ -483,23 +497,10 @@ fn pct(n: u64, total: u64) -> f64 {
 
 fn class_rows(c: &Counts, hide: bool) -> Vec<ClassRow> {
     let mut by: BTreeMap<Class, (u64, u64)> = BTreeMap::new();
-    // Reclassify from the symbol table (it carries the landing flag); periods are spread by
-    // the class table's mean period for the moved samples.
-    for ((class, _sym, landing), n) in &c.by_symbol {
-        by.entry(effective(*class, *landing, hide)).or_default().0 += n;
-    }
-    for (class, (n, p)) in &c.by_class {
-        let moved: u64 = c
-            .by_symbol
-            .iter()
-            .filter(|((cl, _, l), _)| cl == class && effective(*cl, *l, hide) != *cl)
-            .map(|(_, n)| *n)
-            .sum();
-        let mean = if *n > 0 { p / n } else { 0 };
-        by.entry(*class).or_default().1 += p.saturating_sub(moved * mean);
-        if moved > 0 {
-            by.entry(Class::GuestHidden).or_default().1 += moved * mean;
-        }
+    for (class, _, n, p) in c.rows(hide) {
+        let e = by.entry(class).or_default();
+        e.0 += n;
+        e.1 += p;
     }
     Class::ALL
         .iter()
@@ -517,10 +518,8 @@ fn class_rows(c: &Counts, hide: bool) -> Vec<ClassRow> {
 
 fn symbol_rows(c: &Counts, hide: bool, top: usize) -> Vec<SymbolRow> {
     let mut merged: HashMap<(Class, &Symbol), u64> = HashMap::new();
-    for ((class, sym, landing), n) in &c.by_symbol {
-        *merged
-            .entry((effective(*class, *landing, hide), sym))
-            .or_default() += n;
+    for (class, sym, n, _) in c.rows(hide) {
+        *merged.entry((class, sym)).or_default() += n;
     }
     let mut rows: Vec<SymbolRow> = merged
         .into_iter()
@@ -538,4 +537,121 @@ fn symbol_rows(c: &Counts, hide: bool, top: usize) -> Vec<SymbolRow> {
     });
     rows.truncate(top);
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{CpuMode, Sample};
+
+    fn att(tid: i32, class: Class, name: &str, landing: bool, period: u64) -> Attributed {
+        Attributed {
+            sample: Sample {
+                ip: 1,
+                pid: 10,
+                tid,
+                time_ns: 0,
+                cpu: 0,
+                period,
+                cpumode: CpuMode::Kernel,
+                exact_ip: false,
+            },
+            class,
+            symbol: Symbol::named(name, "[kernel.kallsyms]"),
+            landing,
+        }
+    }
+
+    fn meta() -> Meta {
+        Meta {
+            event: "cpu-clock".into(),
+            rate: Rate::Frequency(1000),
+            period_is_ns: true,
+            duration_ns: 1_000_000_000,
+            mode: "threads".into(),
+            host: "h".into(),
+            kernel: "k".into(),
+            start_unix_ns: 0,
+        }
+    }
+
+    fn agg() -> Aggregator {
+        let mut a = Aggregator::new();
+        a.add_vm(VmMeta {
+            pid: 10,
+            name: "vm".into(),
+            vcpus: vec![(0, Some(11))],
+        });
+        a.add_thread(
+            11,
+            ThreadMeta {
+                vm: Some(10),
+                vcpu: Some(0),
+                name: "vcpu0".into(),
+            },
+        );
+        a.add_thread(
+            12,
+            ThreadMeta {
+                vm: Some(10),
+                vcpu: None,
+                name: "io".into(),
+            },
+        );
+        for _ in 0..90 {
+            a.add(&att(
+                11,
+                Class::HypervisorKvm,
+                "pvm_do_event_irqoff",
+                true,
+                1_000_000,
+            ));
+        }
+        for _ in 0..10 {
+            a.add(&att(
+                11,
+                Class::HypervisorKernel,
+                "schedule",
+                false,
+                2_000_000,
+            ));
+        }
+        a.add(&att(12, Class::Vmm, "main_loop", false, 1_000_000));
+        a.add_lost(11, 3);
+        a.set_on_cpu(11, 500_000_000);
+        a
+    }
+
+    #[test]
+    fn landing_samples_become_guest_time_only_when_hidden() {
+        // The data decides: nothing tagged, 90 landing samples → hidden.
+        let p = agg().build(meta(), None, 10);
+        assert!(p.guest_ips.hidden);
+        let v = &p.vms[0];
+        let t = &v.vcpus[0];
+        assert_eq!(t.classes[0].class, Class::GuestHidden);
+        assert_eq!(
+            (t.classes[0].samples, t.classes[0].period),
+            (90, 90_000_000)
+        );
+        assert_eq!(t.top_symbols[0].class, Class::GuestHidden);
+        assert_eq!(t.lost, 3);
+        assert_eq!(t.expected_samples, Some(500));
+        let sum: f64 = v.classes.iter().map(|c| c.percent).sum();
+        assert!((sum - 100.0).abs() < 1e-9);
+        assert_eq!(v.samples, 101);
+        assert_eq!(v.other_threads.len(), 1);
+        // Told not hidden: the same samples stay hypervisor time.
+        let p = agg().build(meta(), Some((false, String::new())), 10);
+        let t = &p.vms[0].vcpus[0];
+        assert_eq!(t.classes[0].class, Class::HypervisorKvm);
+        assert_eq!(
+            t.classes
+                .iter()
+                .find(|c| c.class == Class::HypervisorKernel)
+                .unwrap()
+                .period,
+            20_000_000
+        );
+    }
 }
