@@ -44,7 +44,7 @@ fn pipeline() {
     let mut bytes = Vec::with_capacity(48 << 20);
     let n = 1_000_000u64;
     let me = std::process::id();
-    let user_ip = pipeline as usize as u64;
+    let user_ip = pipeline as fn() as usize as u64;
     for i in 0..n {
         if i % 4 == 1 {
             encode::sample(
