@@ -484,6 +484,20 @@ fn error_messages_are_one_clear_line() {
         err.contains("cannot load symbols from /nonexistent/System.map"),
         "{err}"
     );
+    // Active mode without a helper behind the socket, and a malformed helper address.
+    for (helper, want) in [
+        (
+            "unix:/nonexistent/hvprof.sock",
+            "connecting to the guest helper channel unix:/nonexistent/hvprof.sock",
+        ),
+        ("bogus", "invalid --helper value"),
+    ] {
+        let out = vm.record(&["-d", "1", "--active", "--helper", helper]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains(want), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
     // Not permitted: an unprivileged user profiling the whole host with perf_event_paranoid > 0.
     let paranoid: i32 = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
         .unwrap()
