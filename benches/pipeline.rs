@@ -39,7 +39,7 @@ fn pipeline() {
         .map(|k| k.iter().step_by(997).map(|s| s.addr + 1).collect())
         .unwrap_or_default();
     let mut attr = Attributor::new(host, Path::new("/proc"));
-    attr.set_guest_symbols(100, hvprof_symbols::Kallsyms::load(&map).unwrap());
+    attr.set_guest_symbols(Some(100), hvprof_symbols::Kallsyms::load(&map).unwrap());
     attr.add_vcpu_thread(101);
     let mut bytes = Vec::with_capacity(48 << 20);
     let n = 1_000_000u64;

@@ -216,7 +216,43 @@ pub fn is_kvm_symbol(name: &str, module: Option<&str>) -> bool {
         "fast_page_fault",
         "direct_page_fault",
     ];
-    PREFIXES.iter().any(|p| n.starts_with(p))
+    // Kernel code that shares those prefixes but is not the hypervisor: the MMU notifier
+    // (mm/), the energy model (kernel/power), and a KVM *guest's* paravirtual code
+    // (arch/x86/kernel/kvm.c, kvmclock.c), present whenever the host itself runs as a guest.
+    const NOT_KVM: &[&str] = &[
+        "mmu_notifier",
+        "mmu_interval",
+        "em_cpu",
+        "em_dev",
+        "em_pd",
+        "em_perf",
+        "kvm_sched_clock",
+        "kvm_clock",
+        "kvmclock",
+        "kvm_guest",
+        "kvm_steal",
+        "kvm_para",
+        "kvm_pv_",
+        "kvm_async_pf_task",
+        "kvm_read_and_reset_apf",
+        "kvm_send_ipi",
+        "kvm_smp_send",
+        "kvm_flush_tlb",
+        "kvm_wait",
+        "kvm_kick_cpu",
+        "kvm_cpu_online",
+        "kvm_cpu_down",
+        "kvm_crash",
+        "kvm_io_delay",
+        "kvm_setup",
+        "kvm_spurious_fault",
+        "kvm_save_sched_clock",
+        "kvm_restore_sched_clock",
+        "kvm_get_wallclock",
+        "kvm_set_wallclock",
+        "kvm_check_and_clear_guest_paused",
+    ];
+    PREFIXES.iter().any(|p| n.starts_with(p)) && !NOT_KVM.iter().any(|p| n.starts_with(p))
 }
 
 /// Host-side symbol context shared by all VMs.
@@ -249,7 +285,7 @@ impl HostSymbols {
 #[derive(Debug)]
 pub struct Attributor {
     host: HostSymbols,
-    guest: HashMap<i32, Kallsyms>,
+    guest: GuestMaps,
     maps: HashMap<i32, ProcMaps>,
     symbolizer: Symbolizer,
     proc_root: std::path::PathBuf,
@@ -267,7 +303,7 @@ impl Attributor {
     pub fn new(host: HostSymbols, proc_root: &Path) -> Attributor {
         Attributor {
             host,
-            guest: HashMap::new(),
+            guest: GuestMaps::default(),
             maps: HashMap::new(),
             symbolizer: Symbolizer::new(),
             proc_root: proc_root.to_path_buf(),
@@ -278,9 +314,10 @@ impl Attributor {
         }
     }
 
-    /// Registers the guest kernel symbol map of the VM whose VMM is `vm_pid` (passive mode).
-    pub fn set_guest_symbols(&mut self, vm_pid: i32, syms: Kallsyms) {
-        self.guest.insert(vm_pid, syms);
+    /// Registers the guest symbol map of the VM whose VMM is `vm_pid`, or of every VM without
+    /// its own when None (passive mode).
+    pub fn set_guest_symbols(&mut self, vm_pid: Option<i32>, syms: Kallsyms) {
+        self.guest.set(vm_pid, syms);
     }
 
     /// Marks `tid` as a vCPU thread (only vCPU threads' samples can be guest landings).
@@ -447,7 +484,38 @@ impl Attributor {
     }
 
     fn guest_symbol(&self, s: &Sample) -> Symbol {
-        let Some(k) = self.guest.get(&s.pid) else {
+        self.guest.symbol(s)
+    }
+}
+
+/// Guest symbol maps (passive mode): one per VM, and one for every VM without its own.
+#[derive(Debug, Default, Clone)]
+pub struct GuestMaps {
+    per_vm: HashMap<i32, Kallsyms>,
+    all: Option<Kallsyms>,
+}
+
+impl GuestMaps {
+    /// Sets the map of VM `vm` (its VMM pid), or of every VM when `vm` is None.
+    pub fn set(&mut self, vm: Option<i32>, syms: Kallsyms) {
+        match vm {
+            Some(pid) => {
+                self.per_vm.insert(pid, syms);
+            }
+            None => self.all = Some(syms),
+        }
+    }
+
+    /// True when no map is set.
+    pub fn is_empty(&self) -> bool {
+        self.per_vm.is_empty() && self.all.is_none()
+    }
+
+    /// The symbol of a guest-mode sample (`sample.pid` is the VMM): `[guest.kernel]`,
+    /// `[guest.user]` or `[guest.MODULE]` when the VM's map covers the IP, else `[unknown]`
+    /// with the guest address and why.
+    pub fn symbol(&self, s: &Sample) -> Symbol {
+        let Some(k) = self.per_vm.get(&s.pid).or(self.all.as_ref()) else {
             let why = if s.cpumode == CpuMode::GuestUser {
                 "guest user code: needs active mode (hvprof-guest) or a guest symbol map"
             } else {
@@ -490,6 +558,10 @@ mod tests {
             assert!(is_kvm_symbol(n, m), "{n}");
         }
         let no = [
+            ("__mmu_notifier_invalidate_range_start", None),
+            ("em_cpu_get", None),
+            ("kvm_sched_clock_read", None),
+            ("kvm_steal_clock", None),
             ("schedule", None),
             ("do_syscall_64", None),
             ("emulate_vsyscall", None),

@@ -9,6 +9,7 @@
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -56,7 +57,7 @@ impl Reader {
     /// # Errors
     /// [`crate::Error::Sys`] when the thread cannot be spawned.
     pub fn spawn(
-        fd: PerfFd,
+        fd: Arc<PerfFd>,
         ring: RingBuffer,
         tx: Sender<Batch>,
         stop: Arc<AtomicBool>,
@@ -81,7 +82,74 @@ impl Reader {
     }
 }
 
-fn read_loop(fd: PerfFd, mut ring: RingBuffer, tx: Sender<Batch>, stop: Arc<AtomicBool>) {
+/// The readers of one session. Dropping the set asks every reader to stop (they notice within
+/// one poll timeout and exit once their last batch is sent or the channel is gone); the normal
+/// end of a session calls [`ReaderSet::stop_and_drain`] instead, which also collects what they
+/// still hold.
+#[derive(Debug, Default)]
+pub struct ReaderSet {
+    stop: Arc<AtomicBool>,
+    readers: Vec<Reader>,
+}
+
+impl ReaderSet {
+    /// An empty set.
+    pub fn new() -> ReaderSet {
+        ReaderSet::default()
+    }
+
+    /// Starts a reader for `fd`'s `ring` in this set.
+    ///
+    /// # Errors
+    /// As [`Reader::spawn`].
+    pub fn spawn(
+        &mut self,
+        fd: Arc<PerfFd>,
+        ring: RingBuffer,
+        tx: Sender<Batch>,
+    ) -> crate::Result<()> {
+        self.readers
+            .push(Reader::spawn(fd, ring, tx, self.stop.clone())?);
+        Ok(())
+    }
+
+    /// Number of readers.
+    pub fn len(&self) -> usize {
+        self.readers.len()
+    }
+
+    /// True when no reader runs.
+    pub fn is_empty(&self) -> bool {
+        self.readers.is_empty()
+    }
+
+    /// Asks every reader to stop, passes each batch still coming to `f` until every reader has
+    /// hung up its sender, then joins them. Receiving while they finish is what keeps a
+    /// reader's last send from blocking on a full channel. The caller must have dropped its own
+    /// sender. Stops early, and returns the error, when `f` fails.
+    pub fn stop_and_drain<E>(
+        mut self,
+        rx: &crossbeam_channel::Receiver<Batch>,
+        mut f: impl FnMut(Batch) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.stop.store(true, Ordering::Release);
+        while let Ok(b) = rx.recv() {
+            f(b)?;
+        }
+        for r in std::mem::take(&mut self.readers) {
+            r.join();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ReaderSet {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+fn read_loop(fd: Arc<PerfFd>, mut ring: RingBuffer, tx: Sender<Batch>, stop: Arc<AtomicBool>) {
     let target = fd.target();
     let decoder = RecordDecoder::new(abi::HVPROF_SAMPLE_TYPE);
     let mut bytes = Vec::with_capacity(ring.data_size());

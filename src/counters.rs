@@ -2,7 +2,7 @@
 //!
 //! Stage: discover → **counters** → ring buffers. Input: a [`CounterSpec`] and [`Target`]s;
 //! output: sampling [`PerfFd`]s with `sample_type = IP|TID|TIME|CPU|PERIOD`,
-//! `sample_id_all`, `task` (EXIT records) and `wakeup_watermark`, opened disabled.
+//! `sample_id_all`, `task` (EXIT records, per thread) and `wakeup_watermark`, opened disabled.
 //!
 //! ```no_run
 //! # fn main() -> hvprof::Result<()> {
@@ -29,9 +29,11 @@ pub struct EventSpec {
     pub type_: u32,
     /// `perf_event_attr.config`.
     pub config: u64,
-    /// `:u` given: count user mode only (sets exclude_kernel and exclude_hv).
+    /// `:u` given: count user mode (with `:k`, user and kernel); sets exclude_hv and, without
+    /// `:k`, exclude_kernel.
     pub user_only: bool,
-    /// `:k` given: count kernel mode only (sets exclude_user and exclude_hv).
+    /// `:k` given: count kernel mode (with `:u`, user and kernel); sets exclude_hv and, without
+    /// `:u`, exclude_user.
     pub kernel_only: bool,
     /// `:G` given (perf: guest only) → `exclude_host`.
     pub exclude_host: bool,
@@ -201,18 +203,17 @@ pub fn open_counter(spec: &CounterSpec, target: Target) -> Result<PerfFd> {
     }
     attr.set_disabled(1);
     attr.set_sample_id_all(1);
-    attr.set_task(1);
-    attr.set_comm(1);
+    // EXIT records for the monitored thread itself (per-thread counters only: per CPU they
+    // would report every task exit on the host).
+    attr.set_task(u64::from(matches!(target, Target::Thread(_))));
     attr.set_watermark(1);
     attr.__bindgen_anon_2.wakeup_watermark = spec.wakeup_bytes.max(1);
     let ev = &spec.event;
-    if ev.user_only {
-        attr.set_exclude_kernel(1);
+    // perf's modifiers name the modes to count; `:uk` counts both (exclude only the rest).
+    if ev.user_only || ev.kernel_only {
         attr.set_exclude_hv(1);
-    }
-    if ev.kernel_only {
-        attr.set_exclude_user(1);
-        attr.set_exclude_hv(1);
+        attr.set_exclude_kernel(u64::from(!ev.kernel_only));
+        attr.set_exclude_user(u64::from(!ev.user_only));
     }
     if spec.exclude_guest || ev.exclude_guest {
         attr.set_exclude_guest(1);

@@ -32,7 +32,8 @@ use crate::error::{Error, Result};
 
 /// `KVM_RUN` = `_IO(KVMIO, 0x80)` with `KVMIO = 0xAE` (include/uapi/linux/kvm.h).
 pub const KVM_RUN_IOCTL: u64 = 0xae80;
-/// x86-64 syscall number of `ioctl` (arch/x86/entry/syscalls/syscall_64.tbl).
+/// x86-64 syscall number of `ioctl` (arch/x86/entry/syscalls/syscall_64.tbl). hvprof's
+/// syscall-based vCPU lookup is x86-64 only; elsewhere debugfs and thread names still work.
 pub const SYS_IOCTL_X86_64: u64 = 16;
 
 /// How a vCPU's thread was identified.

@@ -61,7 +61,7 @@ struct StatArgs {
     #[arg(short = 'a', long = "all")]
     all: bool,
     /// Stop after this many seconds (default: until Ctrl-C).
-    #[arg(short = 'd', long)]
+    #[arg(value_parser = parse_seconds, short = 'd', long)]
     duration: Option<f64>,
     /// Print a line per interval of this many milliseconds, like `perf stat -I`.
     #[arg(short = 'I', long = "interval")]
@@ -147,7 +147,7 @@ struct RecordArgs {
     #[command(flatten)]
     sampling: SamplingArgs,
     /// Stop after this many seconds.
-    #[arg(short = 'd', long)]
+    #[arg(value_parser = parse_seconds, short = 'd', long)]
     duration: Option<f64>,
     /// Guest symbol map in kallsyms/System.map format (passive mode): FILE for every VM, or PID=FILE.
     #[arg(long = "guest-kallsyms")]
@@ -164,7 +164,7 @@ struct RecordArgs {
     #[arg(long, requires = "active")]
     helper: Option<String>,
     /// Seconds to wait for the helper's initial state (kallsyms, processes) before sampling.
-    #[arg(long, default_value_t = 120.0)]
+    #[arg(value_parser = parse_seconds, long, default_value_t = 120.0)]
     helper_timeout: f64,
     #[command(flatten)]
     out: OutputArgs,
@@ -198,7 +198,7 @@ struct TestvmArgs {
     #[arg(long, default_value_t = 2)]
     vcpus: usize,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
-    #[arg(short = 'd', long)]
+    #[arg(value_parser = parse_seconds, short = 'd', long)]
     duration: Option<f64>,
     /// Write the guest payload's symbol map (kallsyms format) here.
     #[arg(long)]
@@ -225,7 +225,7 @@ enum Workload {
 #[derive(Args)]
 struct DemoArgs {
     /// Seconds to profile.
-    #[arg(short = 'd', long, default_value_t = 3.0)]
+    #[arg(value_parser = parse_seconds, short = 'd', long, default_value_t = 3.0)]
     duration: f64,
     /// Number of vCPUs of the test VM.
     #[arg(long, default_value_t = 2)]
@@ -303,14 +303,23 @@ fn hint(e: &hvprof::Error) -> Option<String> {
     match e {
         E::PerfEventOpen { source, target, .. } => match source.raw_os_error() {
             Some(libc::EACCES) | Some(libc::EPERM) => {
-                let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
-                    .map(|s| s.trim().to_string())
-                    .unwrap_or_else(|_| "?".into());
+                let paranoid: Option<i32> = read_sysctl("perf_event_paranoid");
+                let shown = paranoid.map_or("unknown".to_string(), |p| p.to_string());
+                Some(if target.starts_with("cpu") {
+                    format!(
+                        "not permitted: kernel.perf_event_paranoid is {shown}; profiling a whole CPU (-a) needs it at 0 or below (sysctl -w kernel.perf_event_paranoid=0), or CAP_PERFMON (CAP_SYS_ADMIN before Linux 5.8), or root"
+                    )
+                } else {
+                    format!(
+                        "not permitted: kernel.perf_event_paranoid is {shown}; sampling a thread with kernel samples needs it at 1 or below (sysctl -w kernel.perf_event_paranoid=1) or CAP_PERFMON; a thread of another user also needs the same uid or CAP_SYS_PTRACE — or run as root"
+                    )
+                })
+            }
+            Some(libc::EINVAL) => {
+                let max: Option<i32> = read_sysctl("perf_event_max_sample_rate");
                 Some(format!(
-                    "not permitted: kernel.perf_event_paranoid is {paranoid}; profiling {} needs it at {} or below (sysctl -w kernel.perf_event_paranoid={}), or CAP_PERFMON (CAP_SYS_ADMIN before Linux 5.8), or root",
-                    if target.starts_with("cpu") { "a whole CPU" } else { "another user's threads" },
-                    if target.starts_with("cpu") { 0 } else { 1 },
-                    if target.starts_with("cpu") { 0 } else { 1 },
+                    "the kernel refused the event's settings; a sampling frequency above kernel.perf_event_max_sample_rate ({}) is the usual cause: lower -F",
+                    max.map_or("unknown".to_string(), |m| m.to_string())
                 ))
             }
             Some(libc::ENOENT) | Some(libc::EOPNOTSUPP) | Some(libc::ENODEV) => {
@@ -327,6 +336,28 @@ fn hint(e: &hvprof::Error) -> Option<String> {
         E::NotAVm { .. } => Some("list VMs with `hvprof vms`".into()),
         _ => None,
     }
+}
+
+/// Reads `/proc/sys/kernel/NAME` as a number.
+fn read_sysctl<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Parses a number of seconds: finite, not negative, at most a year.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !v.is_finite() || !(0.0..=366.0 * 86400.0).contains(&v) {
+        return Err(format!(
+            "'{s}' is not a number of seconds between 0 and one year"
+        ));
+    }
+    Ok(v)
 }
 
 fn rate_of(s: &SamplingArgs) -> Rate {
@@ -457,31 +488,23 @@ fn progress_bar(duration: Option<Duration>) -> Option<indicatif::ProgressBar> {
 }
 
 fn report(a: ReportArgs) -> anyhow::Result<()> {
-    let rec = hvprof::recording::read(&a.input)?;
-    let guest = parse_guest_kallsyms(&a.guest_kallsyms)?;
-    let mut maps = Vec::new();
-    for (pid, path) in guest {
+    let mut guest = hvprof::attribute::GuestMaps::default();
+    for (pid, path) in parse_guest_kallsyms(&a.guest_kallsyms)? {
         let k = hvprof_symbols::Kallsyms::load(&path).map_err(|source| hvprof::Error::Symbols {
             path: path.clone(),
             source,
         })?;
-        maps.push((pid, k));
+        guest.set(pid, k);
     }
-    let (agg, duration, hidden) = rec.replay(|s| {
-        if s.sample.cpumode.is_guest() {
-            if let Some((_, k)) = maps
-                .iter()
-                .find(|(p, _)| p.is_none_or(|p| p == s.sample.pid))
-            {
-                if let Some(ks) = k.lookup(s.sample.ip) {
-                    s.symbol = hvprof::attribute::Symbol::named(ks.name, "[guest.kernel]");
-                }
-            }
+    let resolve = !guest.is_empty();
+    let r = hvprof::recording::replay(&a.input, |s| {
+        if resolve && s.sample.cpumode.is_guest() {
+            s.symbol = guest.symbol(&s.sample);
         }
-    });
-    let mut meta = rec.header.meta.clone();
-    meta.duration_ns = duration;
-    let profile = agg.build(meta, hidden, usize::MAX);
+    })?;
+    let mut meta = r.header.meta.clone();
+    meta.duration_ns = r.duration_ns;
+    let profile = r.agg.build(meta, r.hidden, usize::MAX);
     emit(&profile, &a.out)
 }
 

@@ -175,8 +175,10 @@ impl RecordDecoder {
         RecordDecoder { sample_type }
     }
 
-    /// Decodes every record in `bytes`, calling `f` for each. Stops at the first corrupt one,
-    /// after passing a [`Record::Corrupt`] to `f`.
+    /// Decodes every record in `bytes`, calling `f` for each. A record whose body is too short
+    /// for its type becomes a [`Record::Corrupt`] and is skipped by its size; a header whose
+    /// size is impossible (smaller than a header, or past the end) ends the batch after a
+    /// [`Record::Corrupt`] covering the rest.
     pub fn decode(&self, bytes: &[u8], mut f: impl FnMut(Record)) {
         let mut off = 0usize;
         while off < bytes.len() {
@@ -200,16 +202,14 @@ impl RecordDecoder {
                 return;
             }
             let body = &rest[abi::HEADER_SIZE..size];
+            // A record too short for its type is skipped by its (valid) size; decoding goes on.
             match self.decode_one(kind, misc, body) {
                 Some(r) => f(r),
-                None => {
-                    f(corrupt(
-                        off,
-                        rest.len(),
-                        &format!("record type {kind} too short ({size} bytes)"),
-                    ));
-                    return;
-                }
+                None => f(corrupt(
+                    off,
+                    size,
+                    &format!("record type {kind} too short ({size} bytes)"),
+                )),
             }
             off += size;
         }
@@ -526,11 +526,20 @@ mod tests {
         let mut out = vec![];
         RecordDecoder::new(abi::HVPROF_SAMPLE_TYPE).decode(&b, |r| out.push(r));
         assert!(matches!(out[0], Record::Corrupt { offset: 0, .. }));
-        // A sample too short for its sample_type.
-        let b = [9u8, 0, 0, 0, 2, 0, 16, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        // A sample too short for its sample_type is skipped; the next record still decodes.
+        let mut b = vec![9u8, 0, 0, 0, 2, 0, 16, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        encode::sample(&mut b, CpuMode::User, 1, 2, 3, 4, 0, 5);
         let mut out = vec![];
         RecordDecoder::new(abi::HVPROF_SAMPLE_TYPE).decode(&b, |r| out.push(r));
-        assert!(matches!(out[0], Record::Corrupt { .. }));
+        assert!(matches!(
+            out[0],
+            Record::Corrupt {
+                offset: 0,
+                skipped: 16,
+                ..
+            }
+        ));
+        assert!(matches!(out[1], Record::Sample(Sample { ip: 1, .. })));
     }
 
     #[test]

@@ -140,25 +140,34 @@ impl Writer {
     }
 }
 
-/// A recording read back.
-#[derive(Debug, Clone)]
-pub struct Recording {
+/// A recording replayed into an [`Aggregator`].
+#[derive(Debug)]
+pub struct Replay {
     /// The header.
     pub header: Header,
-    /// Every entry in order (including `End` if present).
-    pub entries: Vec<Entry>,
-    /// False when the file ended without an `End` entry.
+    /// Every entry, aggregated.
+    pub agg: Aggregator,
+    /// Collection duration in ns (from the end marker; for a cut file, the span of its samples).
+    pub duration_ns: u64,
+    /// The end marker's hidden-guest-IP decision.
+    pub hidden: Option<(bool, String)>,
+    /// False when the file ended without its end marker.
     pub complete: bool,
 }
 
-/// Reads a recording. Lines are bounded to 1 MiB each.
+/// Longest line accepted, in bytes.
+pub const MAX_LINE: u64 = 1 << 20;
+
+/// Reads a recording line by line straight into an [`Aggregator`] (memory stays bounded by
+/// the aggregate, not the file), passing each sample through `each_sample` first (to resolve
+/// guest symbols again, say).
 ///
 /// # Errors
-/// [`Error::Read`] when the file cannot be opened, [`Error::CorruptRecording`] with the line
-/// number when a line is not valid JSON of the expected shape, or the header is not an
-/// hvprof recording of a supported version. A final line cut off mid-way (a crash while
-/// writing) is dropped and the recording marked incomplete.
-pub fn read(path: &Path) -> Result<Recording> {
+/// [`Error::Read`] when the file cannot be opened or read, [`Error::CorruptRecording`] with the
+/// line number when a line is longer than [`MAX_LINE`], is not valid JSON of the expected shape,
+/// or the header is not an hvprof recording of a supported version. A final line cut off
+/// mid-way (a crash while writing) is dropped and the replay marked incomplete.
+pub fn replay(path: &Path, mut each_sample: impl FnMut(&mut Attributed)) -> Result<Replay> {
     let f = File::open(path).map_err(|source| Error::Read {
         path: path.into(),
         source,
@@ -168,30 +177,30 @@ pub fn read(path: &Path) -> Result<Recording> {
         line,
         reason,
     };
-    let mut lines = Vec::new();
     let mut r = BufReader::new(f);
     let mut buf = Vec::new();
-    loop {
+    // Returns (bytes read, newline-terminated).
+    let mut next_line = |buf: &mut Vec<u8>, lineno: usize| -> Result<(usize, bool)> {
         buf.clear();
-        let n = std::io::Read::take(&mut r, 1 << 20)
-            .read_until(b'\n', &mut buf)
+        let n = std::io::Read::take(&mut r, MAX_LINE)
+            .read_until(b'\n', buf)
             .map_err(|source| Error::Read {
                 path: path.into(),
                 source,
             })?;
-        if n == 0 {
-            break;
-        }
         let terminated = buf.last() == Some(&b'\n');
-        if !terminated && n == 1 << 20 {
-            return Err(corrupt(lines.len() + 1, "line longer than 1 MiB".into()));
+        if !terminated && n as u64 == MAX_LINE {
+            return Err(corrupt(
+                lineno,
+                format!("line longer than {MAX_LINE} bytes"),
+            ));
         }
-        lines.push((buf.clone(), terminated));
-    }
-    let Some((first, _)) = lines.first() else {
-        return Err(corrupt(1, "empty file".into()));
+        Ok((n, terminated))
     };
-    let header: Header = serde_json::from_slice(first)
+    if next_line(&mut buf, 1)?.0 == 0 {
+        return Err(corrupt(1, "empty file".into()));
+    }
+    let header: Header = serde_json::from_slice(&buf)
         .map_err(|e| corrupt(1, format!("not an hvprof recording header ({e})")))?;
     if header.format != FORMAT_NAME {
         return Err(corrupt(
@@ -208,77 +217,63 @@ pub fn read(path: &Path) -> Result<Recording> {
             ),
         ));
     }
-    let mut entries = Vec::new();
-    let count = lines.len();
-    for (i, (l, terminated)) in lines.into_iter().enumerate().skip(1) {
-        match serde_json::from_slice::<Entry>(&l) {
-            Ok(e) => entries.push(e),
-            Err(_) if i + 1 == count && !terminated => break,
-            Err(e) => return Err(corrupt(i + 1, e.to_string())),
+    let mut agg = Aggregator::new();
+    for vm in &header.vms {
+        agg.add_vm(vm.clone());
+    }
+    for (tid, m) in &header.threads {
+        agg.add_thread(*tid, m.clone());
+    }
+    let (mut duration_ns, mut hidden, mut complete) = (0, None, false);
+    let (mut first_time, mut last_time) = (None, 0u64);
+    let mut lineno = 1;
+    loop {
+        lineno += 1;
+        let (n, terminated) = next_line(&mut buf, lineno)?;
+        if n == 0 {
+            break;
+        }
+        let entry: Entry = match serde_json::from_slice(&buf) {
+            Ok(e) => e,
+            Err(_) if !terminated => break, // the last line, cut mid-way
+            Err(e) => return Err(corrupt(lineno, e.to_string())),
+        };
+        complete = false;
+        match entry {
+            Entry::Sample(mut a) => {
+                first_time.get_or_insert(a.sample.time_ns);
+                last_time = last_time.max(a.sample.time_ns);
+                each_sample(&mut a);
+                agg.add(&a);
+            }
+            Entry::Lost { tid, n } => agg.add_lost(tid, n),
+            Entry::Throttle { tid } => agg.add_throttle(tid),
+            Entry::OnCpu { tid, ns } => agg.set_on_cpu(tid, ns),
+            Entry::GuestView { vm, view } => agg.set_guest_view(vm, *view),
+            Entry::Note { text } => agg.note(text),
+            Entry::End {
+                duration_ns: d,
+                hidden: h,
+                hint,
+            } => {
+                duration_ns = d;
+                hidden = h;
+                if let Some(hint) = hint {
+                    agg.set_guest_ip_hint(hint);
+                }
+                complete = true;
+            }
         }
     }
-    let complete = matches!(entries.last(), Some(Entry::End { .. }));
-    Ok(Recording {
+    if !complete {
+        agg.note("the recording ends without its end marker (hvprof was interrupted while writing); everything up to the cut is reported");
+        duration_ns = last_time.saturating_sub(first_time.unwrap_or(last_time));
+    }
+    Ok(Replay {
         header,
-        entries,
+        agg,
+        duration_ns,
+        hidden,
         complete,
     })
-}
-
-impl Recording {
-    /// Replays the entries into a fresh [`Aggregator`]; returns it with the duration and the
-    /// hidden-guest decision of the `End` entry.
-    pub fn replay(
-        &self,
-        mut each_sample: impl FnMut(&mut Attributed),
-    ) -> (Aggregator, u64, Option<(bool, String)>) {
-        let mut agg = Aggregator::new();
-        for vm in &self.header.vms {
-            agg.add_vm(vm.clone());
-        }
-        for (tid, m) in &self.header.threads {
-            agg.add_thread(*tid, m.clone());
-        }
-        let mut duration = 0;
-        let mut hidden = None;
-        for e in &self.entries {
-            match e {
-                Entry::Sample(a) => {
-                    let mut a = a.clone();
-                    each_sample(&mut a);
-                    agg.add(&a);
-                }
-                Entry::Lost { tid, n } => agg.add_lost(*tid, *n),
-                Entry::Throttle { tid } => agg.add_throttle(*tid),
-                Entry::OnCpu { tid, ns } => agg.set_on_cpu(*tid, *ns),
-                Entry::Note { text } => agg.note(text.clone()),
-                Entry::GuestView { vm, view } => agg.set_guest_view(*vm, (**view).clone()),
-                Entry::End {
-                    duration_ns,
-                    hidden: h,
-                    hint,
-                } => {
-                    duration = *duration_ns;
-                    hidden = h.clone();
-                    if let Some(hint) = hint {
-                        agg.set_guest_ip_hint(hint.clone());
-                    }
-                }
-            }
-        }
-        if !self.complete {
-            agg.note("the recording ends without its end marker (hvprof was interrupted while writing); everything up to the cut is reported");
-            if let Some(last) = self.entries.iter().rev().find_map(|e| match e {
-                Entry::Sample(a) => Some(a.sample.time_ns),
-                _ => None,
-            }) {
-                let first = self.entries.iter().find_map(|e| match e {
-                    Entry::Sample(a) => Some(a.sample.time_ns),
-                    _ => None,
-                });
-                duration = last.saturating_sub(first.unwrap_or(last));
-            }
-        }
-        (agg, duration, hidden)
-    }
 }

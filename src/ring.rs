@@ -102,13 +102,6 @@ impl RingBuffer {
         self.data_size
     }
 
-    /// Bytes published by the kernel and not yet consumed (`data_head - data_tail`).
-    pub fn pending(&self) -> u64 {
-        let head = self.load_u64(abi::MMAP_PAGE_DATA_HEAD, Ordering::Acquire);
-        let tail = self.load_u64(abi::MMAP_PAGE_DATA_TAIL, Ordering::Relaxed);
-        head.wrapping_sub(tail)
-    }
-
     /// Appends every complete record published since the last call to `out`, contiguous and
     /// in order, then releases the space to the kernel. Returns the number of bytes appended.
     ///

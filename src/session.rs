@@ -21,7 +21,7 @@ use crossbeam_channel::RecvTimeoutError;
 use hvprof_symbols::Kallsyms;
 
 use crate::attribute::{Attributor, HostSymbols};
-use crate::collect::{Batch, Reader};
+use crate::collect::{Batch, ReaderSet};
 use crate::counters::{open_counter, CounterSpec, EventSpec};
 use crate::discover::{self, Vm};
 use crate::error::{Error, Result};
@@ -59,7 +59,7 @@ pub struct RecordOptions {
     pub debugfs: Option<PathBuf>,
     /// Write a recording here.
     pub output: Option<PathBuf>,
-    /// Set to stop (SIGINT handler).
+    /// Set from another thread to stop the session (the CLI stops through `extra_stop`).
     pub stop: Arc<AtomicBool>,
     /// Whether the host hides guest IPs, and why. None: hidden when the event excludes guest
     /// mode, else decided from the run's samples.
@@ -114,6 +114,12 @@ pub fn record(
     opts: &RecordOptions,
     extra_stop: &mut dyn FnMut() -> Option<String>,
 ) -> Result<RecordOutcome> {
+    if opts.ring_pages == 0 || !opts.ring_pages.is_power_of_two() {
+        return Err(Error::InvalidOption(format!(
+            "ring buffer size (-m) must be a power of two number of pages, got {}",
+            opts.ring_pages
+        )));
+    }
     let proc_root = opts.root.join("proc");
     let mut notes = Vec::new();
 
@@ -185,13 +191,7 @@ pub fn record(
             path: path.clone(),
             source,
         })?;
-        let targets: Vec<i32> = match pid {
-            Some(p) => vec![*p],
-            None => vms.iter().map(|v| v.pid).collect(),
-        };
-        for p in targets {
-            attributor.set_guest_symbols(p, syms.clone());
-        }
+        attributor.set_guest_symbols(*pid, syms);
     }
 
     // Aggregator and recording header.
@@ -296,11 +296,11 @@ pub fn record(
             .map(Target::Cpu)
             .collect(),
     };
-    let stop_readers = Arc::new(AtomicBool::new(false));
     let (tx, rx) = crossbeam_channel::bounded::<Batch>(1024);
-    let mut readers = Vec::new();
+    let mut readers = ReaderSet::new();
     let mut fds_opened = 0usize;
     let mut first_err = None;
+    let mut vanished = 0usize;
     let mut enable_list = Vec::new();
     for &t in &targets {
         let fd = match open_counter(&counter, t) {
@@ -309,6 +309,7 @@ pub fn record(
                 // A thread that exited between discovery and now is no error.
                 if let Error::PerfEventOpen { source, .. } = &e {
                     if source.raw_os_error() == Some(libc::ESRCH) {
+                        vanished += 1;
                         continue;
                     }
                 }
@@ -317,15 +318,21 @@ pub fn record(
             }
         };
         let ring = RingBuffer::map(&fd, opts.ring_pages)?;
-        enable_list.push(fd.try_clone()?);
-        readers.push(Reader::spawn(fd, ring, tx.clone(), stop_readers.clone())?);
+        let fd = Arc::new(fd);
+        enable_list.push(fd.clone());
+        readers.spawn(fd, ring, tx.clone())?;
         fds_opened += 1;
     }
     drop(tx);
     if fds_opened == 0 {
-        return Err(first_err.unwrap_or(Error::InvalidOption(
-            "nothing to profile: no threads or CPUs".into(),
-        )));
+        return Err(first_err.unwrap_or_else(|| {
+            Error::InvalidOption(if vanished > 0 {
+                "every thread of the VM exited before its counter could be opened (the VM is gone)"
+                    .into()
+            } else {
+                "nothing to profile: no threads or CPUs".into()
+            })
+        }));
     }
     if let Some(e) = first_err {
         notes.push(format!(
@@ -362,11 +369,12 @@ pub fn record(
             (*pid, vcpus)
         }),
         host_tagged: Vec::new(),
+        ring_notes: 0,
     };
     let stopped_because;
     loop {
         if opts.stop.load(Ordering::Relaxed) {
-            stopped_because = "interrupted (SIGINT)".to_string();
+            stopped_because = "stop requested".to_string();
             break;
         }
         if opts.duration.is_some_and(|d| t0.elapsed() >= d) {
@@ -408,13 +416,7 @@ pub fn record(
         .filter_map(|tid| Some((*tid, on_cpu_ns(&proc_root, *tid)?)))
         .collect();
     drop(enable_list);
-    stop_readers.store(true, Ordering::Release);
-    for r in readers {
-        r.join();
-    }
-    while let Ok(b) = rx.try_recv() {
-        sink.handle(b)?;
-    }
+    readers.stop_and_drain(&rx, |b| sink.handle(b))?;
     if let Some((session, vm)) = active {
         sink.finish_active(session, vm)?;
     }
@@ -463,9 +465,26 @@ struct Sink {
     /// and the samples held back.
     active_vm: Option<(i32, HashMap<i32, u32>)>,
     host_tagged: Vec<(crate::record::Sample, u32)>,
+    ring_notes: usize,
 }
 
+/// Notes kept from ring errors and corrupt data; past this, they are counted.
+const MAX_RING_NOTES: usize = 20;
+
 impl Sink {
+    /// Adds a note about ring data, bounded: a stream of corrupt batches must not grow the
+    /// report without limit.
+    fn ring_note(&mut self, n: String) {
+        self.ring_notes += 1;
+        if self.ring_notes <= MAX_RING_NOTES {
+            self.notes.push(n);
+        } else if self.ring_notes == MAX_RING_NOTES + 1 {
+            self.notes.push(format!(
+                "more ring errors after the first {MAX_RING_NOTES} were counted, not listed"
+            ));
+        }
+    }
+
     fn write(&mut self, e: &Entry) -> Result<()> {
         match self.writer.as_mut() {
             Some(w) => w.write(e),
@@ -474,9 +493,11 @@ impl Sink {
     }
 
     fn handle(&mut self, b: Batch) -> Result<()> {
-        let owner_tid = |t: Target, sid_tid: Option<i32>| match t {
+        // Losses belong to the ring's thread; a per-CPU ring's (tid -1) to no thread: the
+        // kernel stamps a LOST record with whatever task runs when it is written.
+        let owner_tid = |t: Target| match t {
             Target::Thread(tid) => tid,
-            Target::Cpu(_) => sid_tid.unwrap_or(-1),
+            Target::Cpu(_) => -1,
         };
         let (target, records) = match b {
             Batch::Records { target, records } => (target, records),
@@ -485,7 +506,7 @@ impl Sink {
                 return Ok(());
             }
             Batch::Error { target, message } => {
-                self.notes.push(format!("{target}: {message}"));
+                self.ring_note(format!("{target}: {message}"));
                 return Ok(());
             }
         };
@@ -504,13 +525,13 @@ impl Sink {
                     self.agg.add(&a);
                     Some(Entry::Sample(a))
                 }
-                Record::Lost { lost, sid } | Record::LostSamples { lost, sid } => {
-                    let tid = owner_tid(target, sid.tid);
+                Record::Lost { lost, .. } | Record::LostSamples { lost, .. } => {
+                    let tid = owner_tid(target);
                     self.agg.add_lost(tid, lost);
                     Some(Entry::Lost { tid, n: lost })
                 }
-                Record::Throttle { sid, .. } => {
-                    let tid = owner_tid(target, sid.tid);
+                Record::Throttle { .. } => {
+                    let tid = owner_tid(target);
                     self.agg.add_throttle(tid);
                     Some(Entry::Throttle { tid })
                 }
@@ -519,7 +540,7 @@ impl Sink {
                     skipped,
                     reason,
                 } => {
-                    self.notes.push(format!(
+                    self.ring_note(format!(
                         "{target}: {skipped} bytes of corrupt ring data at offset {offset} skipped ({reason})"
                     ));
                     None
@@ -569,13 +590,12 @@ impl Sink {
     }
 }
 
-/// A thread's total time on CPU in ns: the first field of `/proc/*/task/TID/schedstat`
-/// (`se.sum_exec_runtime`, Documentation/scheduler/sched-stats.rst).
+/// A thread's total time on CPU in ns (`se.sum_exec_runtime`, the first field of
+/// `/proc/TID/task/TID/schedstat`, Documentation/scheduler/sched-stats.rst).
 pub fn on_cpu_ns(proc_root: &Path, tid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(proc_root.join(format!("{tid}/task/{tid}/schedstat")))
-        .or_else(|_| std::fs::read_to_string(proc_root.join(format!("{tid}/schedstat"))))
-        .ok()?;
-    s.split_whitespace().next()?.parse().ok()
+    crate::stat::steal::SchedStat::read(proc_root, tid, tid)
+        .ok()
+        .map(|s| s.on_cpu_ns)
 }
 
 /// Online CPUs from `/sys/devices/system/cpu/online` (`0-3,5`), else `0..cpu_count()`.

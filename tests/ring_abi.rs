@@ -141,7 +141,7 @@ fn guest_tagged_samples_resolve_through_guest_kallsyms() {
     let syms = Kallsyms::load(&fixture).expect("fixture loads");
     let vm_pid = 4242;
     let mut attr = Attributor::new(HostSymbols::default(), Path::new("/nonexistent-proc"));
-    attr.set_guest_symbols(vm_pid, syms);
+    attr.set_guest_symbols(Some(vm_pid), syms);
 
     let mut ring = FakeRing::new(512, 512 - 30);
     let mut b = Vec::new();

@@ -4,5 +4,6 @@ use super::Profile;
 
 /// Renders the profile as pretty-printed JSON.
 pub fn render(p: &Profile) -> String {
-    serde_json::to_string_pretty(p).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    serde_json::to_string_pretty(p)
+        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string())
 }

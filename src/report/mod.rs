@@ -211,28 +211,29 @@ struct Counts {
 
 impl Counts {
     fn add(&mut self, a: &Attributed) {
-        self.samples += 1;
-        self.period += a.sample.period;
+        // Saturating: periods and counts may come from a recording, which is untrusted input.
+        self.samples = self.samples.saturating_add(1);
+        self.period = self.period.saturating_add(a.sample.period);
         let syms = self.by_symbol.entry((a.class, a.landing)).or_default();
         let e = match syms.get_mut(&a.symbol) {
             Some(e) => e,
             None => syms.entry(a.symbol.clone()).or_default(),
         };
-        e.0 += 1;
-        e.1 += a.sample.period;
+        e.0 = e.0.saturating_add(1);
+        e.1 = e.1.saturating_add(a.sample.period);
     }
 
     fn merge(&mut self, o: &Counts) {
-        self.samples += o.samples;
-        self.period += o.period;
-        self.lost += o.lost;
-        self.throttled += o.throttled;
+        self.samples = self.samples.saturating_add(o.samples);
+        self.period = self.period.saturating_add(o.period);
+        self.lost = self.lost.saturating_add(o.lost);
+        self.throttled = self.throttled.saturating_add(o.throttled);
         for (k, syms) in &o.by_symbol {
             let mine = self.by_symbol.entry(*k).or_default();
             for (sym, (n, p)) in syms {
                 let e = mine.entry(sym.clone()).or_default();
-                e.0 += n;
-                e.1 += p;
+                e.0 = e.0.saturating_add(*n);
+                e.1 = e.1.saturating_add(*p);
             }
         }
     }
@@ -259,6 +260,8 @@ pub struct Aggregator {
     notes: Vec<String>,
     hint: Option<String>,
     guest_views: HashMap<i32, GuestView>,
+    /// Losses and throttles of per-CPU rings, which belong to no thread.
+    cpu_rings: Counts,
 }
 
 impl Aggregator {
@@ -292,10 +295,10 @@ impl Aggregator {
     /// Adds one attributed sample.
     pub fn add(&mut self, a: &Attributed) {
         if a.sample.cpumode.is_guest() {
-            self.tagged += 1;
+            self.tagged = self.tagged.saturating_add(1);
         }
         if a.landing {
-            self.landing += 1;
+            self.landing = self.landing.saturating_add(1);
         }
         let vm = self
             .vms
@@ -315,22 +318,33 @@ impl Aggregator {
         e.1.add(a);
     }
 
-    /// Adds `n` lost records to the ring of thread `tid`.
+    /// Adds `n` lost records to the ring of thread `tid`; `tid < 0` is a per-CPU ring
+    /// (system-wide mode), whose losses belong to no particular thread.
     pub fn add_lost(&mut self, tid: i32, n: u64) {
-        self.threads
-            .entry(tid)
-            .or_insert_with(|| unknown_thread(tid))
-            .1
-            .lost += n;
+        let c = if tid < 0 {
+            &mut self.cpu_rings
+        } else {
+            &mut self
+                .threads
+                .entry(tid)
+                .or_insert_with(|| unknown_thread(tid))
+                .1
+        };
+        c.lost = c.lost.saturating_add(n);
     }
 
-    /// Adds one throttle event to the ring of thread `tid`.
+    /// Adds one throttle event to the ring of thread `tid` (`tid < 0`: a per-CPU ring).
     pub fn add_throttle(&mut self, tid: i32) {
-        self.threads
-            .entry(tid)
-            .or_insert_with(|| unknown_thread(tid))
-            .1
-            .throttled += 1;
+        let c = if tid < 0 {
+            &mut self.cpu_rings
+        } else {
+            &mut self
+                .threads
+                .entry(tid)
+                .or_insert_with(|| unknown_thread(tid))
+                .1
+        };
+        c.throttled = c.throttled.saturating_add(1);
     }
 
     /// What host detection says about guest IP visibility; appended to the reason when the
@@ -373,7 +387,9 @@ impl Aggregator {
         };
         let hz = match meta.rate {
             Rate::Frequency(hz) if meta.period_is_ns => Some(hz),
-            Rate::Period(p) if meta.period_is_ns && p > 0 => Some(1_000_000_000 / p),
+            // The kernel's hrtimer for cpu-clock/task-clock never fires faster than every
+            // 10 µs (kernel/events/core.c, perf_swevent_start_hrtimer), whatever period was asked.
+            Rate::Period(p) if meta.period_is_ns && p > 0 => Some(1_000_000_000 / p.max(10_000)),
             _ => None,
         };
         let thread_report = |tid: i32, m: &ThreadMeta, c: &Counts| {
@@ -437,6 +453,14 @@ impl Aggregator {
             }
         }
         all.merge(&other);
+        all.merge(&self.cpu_rings);
+        let mut notes = self.notes.clone();
+        if self.cpu_rings.lost > 0 || self.cpu_rings.throttled > 0 {
+            notes.push(format!(
+                "per-CPU ring buffers lost {} records and were throttled {} times; which threads' samples they were is unknown",
+                self.cpu_rings.lost, self.cpu_rings.throttled
+            ));
+        }
         let host_other = (other.samples > 0 || other.lost > 0).then(|| {
             thread_report(
                 -1,
@@ -457,7 +481,7 @@ impl Aggregator {
                 hidden: hide,
                 reason,
             },
-            notes: self.notes.clone(),
+            notes,
             vms,
             host_other,
             total_samples: all.samples,
@@ -499,8 +523,8 @@ fn class_rows(c: &Counts, hide: bool) -> Vec<ClassRow> {
     let mut by: BTreeMap<Class, (u64, u64)> = BTreeMap::new();
     for (class, _, n, p) in c.rows(hide) {
         let e = by.entry(class).or_default();
-        e.0 += n;
-        e.1 += p;
+        e.0 = e.0.saturating_add(n);
+        e.1 = e.1.saturating_add(p);
     }
     Class::ALL
         .iter()
@@ -519,7 +543,8 @@ fn class_rows(c: &Counts, hide: bool) -> Vec<ClassRow> {
 fn symbol_rows(c: &Counts, hide: bool, top: usize) -> Vec<SymbolRow> {
     let mut merged: HashMap<(Class, &Symbol), u64> = HashMap::new();
     for (class, sym, n, _) in c.rows(hide) {
-        *merged.entry((class, sym)).or_default() += n;
+        let e = merged.entry((class, sym)).or_default();
+        *e = e.saturating_add(n);
     }
     let mut rows: Vec<SymbolRow> = merged
         .into_iter()
