@@ -165,6 +165,10 @@ pub fn record(
         ));
         counter.event = EventSpec::parse(host.default_event())?;
     }
+    // Wake the reader when half the data area is full at most: a threshold as large as the
+    // buffer (the kernel caps it there) would wake it only once records are being dropped.
+    let half_ring = (opts.ring_pages * crate::sys::page_size() / 2).max(8) as u32;
+    counter.wakeup_bytes = counter.wakeup_bytes.min(half_ring);
     let guest_ip_hint = opts
         .guest_ip_hint
         .clone()
