@@ -321,21 +321,19 @@ impl Aggregator {
     /// Adds `n` lost records to the ring of thread `tid`; `tid < 0` is a per-CPU ring
     /// (system-wide mode), whose losses belong to no particular thread.
     pub fn add_lost(&mut self, tid: i32, n: u64) {
-        let c = if tid < 0 {
-            &mut self.cpu_rings
-        } else {
-            &mut self
-                .threads
-                .entry(tid)
-                .or_insert_with(|| unknown_thread(tid))
-                .1
-        };
+        let c = self.ring_counts(tid);
         c.lost = c.lost.saturating_add(n);
     }
 
     /// Adds one throttle event to the ring of thread `tid` (`tid < 0`: a per-CPU ring).
     pub fn add_throttle(&mut self, tid: i32) {
-        let c = if tid < 0 {
+        let c = self.ring_counts(tid);
+        c.throttled = c.throttled.saturating_add(1);
+    }
+
+    /// The counts a ring's losses and throttles go to.
+    fn ring_counts(&mut self, tid: i32) -> &mut Counts {
+        if tid < 0 {
             &mut self.cpu_rings
         } else {
             &mut self
@@ -343,8 +341,7 @@ impl Aggregator {
                 .entry(tid)
                 .or_insert_with(|| unknown_thread(tid))
                 .1
-        };
-        c.throttled = c.throttled.saturating_add(1);
+        }
     }
 
     /// What host detection says about guest IP visibility; appended to the reason when the
