@@ -488,6 +488,16 @@ impl Attributor {
     }
 }
 
+/// The DSO label of a guest symbol from a kallsyms-format map: `[guest.MODULE]`,
+/// `[guest.user]` for a user-mode sample, else `[guest.kernel]`.
+pub fn guest_dso(module: Option<&str>, cpumode: CpuMode) -> String {
+    match (module, cpumode) {
+        (Some(m), _) => format!("[guest.{m}]"),
+        (None, CpuMode::GuestUser) => "[guest.user]".to_string(),
+        (None, _) => "[guest.kernel]".to_string(),
+    }
+}
+
 /// Guest symbol maps (passive mode): one per VM, and one for every VM without its own.
 #[derive(Debug, Default, Clone)]
 pub struct GuestMaps {
@@ -524,14 +534,7 @@ impl GuestMaps {
             return Symbol::unknown(s.ip, "[guest]", why);
         };
         match k.lookup(s.ip) {
-            Some(ks) => {
-                let dso = match (ks.module, s.cpumode) {
-                    (Some(m), _) => format!("[guest.{m}]"),
-                    (None, CpuMode::GuestUser) => "[guest.user]".to_string(),
-                    (None, _) => "[guest.kernel]".to_string(),
-                };
-                Symbol::named(ks.name, dso)
-            }
+            Some(ks) => Symbol::named(ks.name, guest_dso(ks.module, s.cpumode)),
             None => Symbol::unknown(s.ip, "[guest]", "address outside the guest symbol map"),
         }
     }

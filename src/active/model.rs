@@ -823,10 +823,7 @@ impl GuestModel {
             Some(k) => match k.lookup(ip) {
                 Some(s) => Symbol::named(
                     s.name,
-                    match s.module {
-                        Some(m) => format!("[guest.{m}]"),
-                        None => "[guest.kernel]".to_string(),
-                    },
+                    crate::attribute::guest_dso(s.module, crate::record::CpuMode::GuestKernel),
                 ),
                 None => Symbol::unknown(ip, "[guest.kernel]", "address outside guest kallsyms"),
             },
