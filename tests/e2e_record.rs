@@ -62,6 +62,12 @@ impl Vm {
 }
 
 impl Vm {
+    /// `hvprof record --format json -p PID EXTRA...`, parsed.
+    fn record_json(&self, extra: &[&str]) -> Profile {
+        let pid = self.pid.to_string();
+        record_json(&[&["-p", pid.as_str()], extra].concat())
+    }
+
     /// `hvprof record -p PID -e cpu-clock EXTRA...`.
     fn record(&self, extra: &[&str]) -> std::process::Output {
         let pid = self.pid.to_string();
@@ -145,9 +151,7 @@ fn record_finds_vm_counts_samples_and_names_guest_functions() {
     }
     let vm = Vm::start(&[]);
     let secs = 3.0;
-    let p = record_json(&[
-        "-p",
-        &vm.pid.to_string(),
+    let p = vm.record_json(&[
         "-F",
         "1000",
         "-d",
@@ -197,15 +201,7 @@ fn excluded_guest_samples_are_inferred_as_guest_time_and_said_so() {
     let vm = Vm::start(&[]);
     // perf's default (exclude_guest=1) is what hides guest IPs here: the samples land in the
     // hypervisor's guest-interrupt path (pvm_do_event_irqoff under PVM).
-    let p = record_json(&[
-        "-p",
-        &vm.pid.to_string(),
-        "-F",
-        "1000",
-        "-d",
-        "2",
-        "--exclude-guest",
-    ]);
+    let p = vm.record_json(&["-F", "1000", "-d", "2", "--exclude-guest"]);
     assert_eq!(p.guest_ips.tagged_samples, 0);
     assert!(p.guest_ips.hidden, "{:#?}", p.guest_ips);
     assert!(p.guest_ips.landing_samples > 0);
@@ -256,7 +252,7 @@ fn ring0_guest_shows_hypervisor_emulation_with_host_symbols() {
         return;
     }
     let vm = Vm::start(&["--ring0"]);
-    let p = record_json(&["-p", &vm.pid.to_string(), "-e", "cpu-clock", "-d", "2"]);
+    let p = vm.record_json(&["-e", "cpu-clock", "-d", "2"]);
     let v = &p.vms[0];
     let kvm = v
         .classes
@@ -604,18 +600,7 @@ fn small_ring_buffers_lose_nothing_at_4khz() {
     // 4 data pages (16 KiB) fill in ~85 ms at 4 kHz: the reader must be woken at the
     // watermark (half the ring), not when the ring is already full.
     let vm = Vm::start(&[]);
-    let p = record_json(&[
-        "-p",
-        &vm.pid.to_string(),
-        "-e",
-        "cpu-clock",
-        "-F",
-        "4000",
-        "-m",
-        "4",
-        "-d",
-        "1.5",
-    ]);
+    let p = vm.record_json(&["-e", "cpu-clock", "-F", "4000", "-m", "4", "-d", "1.5"]);
     assert_eq!(
         p.total_lost,
         0,
