@@ -89,7 +89,18 @@ fn guest_view(o: &mut String, g: &super::GuestView, top: usize) {
         s.symbol_tables,
         s.processes
     );
-    o.push_str(&crate::active::report::render_text(&g.processes, top));
+    let shown = g.processes.len().min(top);
+    o.push_str(&crate::active::report::render_text(
+        &g.processes[..shown],
+        top,
+    ));
+    if g.processes.len() > shown {
+        let _ = writeln!(
+            o,
+            "  ... {} more guest processes (--top N shows more; --format json lists all)",
+            g.processes.len() - shown
+        );
+    }
 }
 
 fn thread(o: &mut String, t: &ThreadReport, top: usize) {
