@@ -274,7 +274,11 @@ pub fn record(
                 .with_vcpus(vm.vcpus.iter().map(|v| (v.index, v.tid)).collect())
                 .with_debugfs(opts.debugfs.clone());
             let session = crate::active::ActiveSession::start(&ao)?;
-            if !session.wait_ready(opts.active_ready_timeout) {
+            // No helper at all is an error here, before any counter is opened; a helper
+            // that said hello but is slow is a note.
+            let mut stop = || opts.stop.load(Ordering::Relaxed) || extra_stop().is_some();
+            let ready = session.await_helper(opts.active_ready_timeout, &mut stop)?;
+            if ready == crate::active::Readiness::Partial {
                 notes.push(format!(
                     "the guest helper did not send its initial state within {:.0} s; guest symbols may be incomplete",
                     opts.active_ready_timeout.as_secs_f64()

@@ -6,7 +6,9 @@ use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
-use hvprof::active::{connect_with, ConnectOptions, HelperSpec};
+use hvprof::active::{
+    connect_with, ActiveError, ActiveOptions, ActiveSession, ConnectOptions, HelperSpec, Readiness,
+};
 use hvprof::attribute::Class;
 use hvprof::record::CpuMode;
 use hvprof_guest::proto::{
@@ -277,4 +279,65 @@ fn hostile_guest_is_dropped_with_a_message() {
     assert!(e.contains("announces 4294967295 payload bytes"), "{e}");
     let m = conn.finish();
     assert!(m.notes().iter().any(|n| n.contains("connection dropped")));
+}
+
+/// A channel nobody answers on (QEMU's chardev accepts, no helper runs in the guest) fails
+/// with what happened and what to check, not later with an unrelated counter error.
+#[test]
+fn silent_channel_says_no_helper_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("silent.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    // Stands in for QEMU: accepts and keeps the connection open, says nothing.
+    let held = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let spec = HelperSpec::Unix(path.clone());
+    let opts = ActiveOptions::new(spec.clone(), 4242);
+    let session = ActiveSession::start(&opts).unwrap();
+    let t0 = std::time::Instant::now();
+    let e = session
+        .await_helper(Duration::from_millis(300), &mut || false)
+        .unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert!(matches!(e, ActiveError::NoHelper { .. }), "{e:?}");
+    // As the CLI prints it: the library error wrapped in `hvprof::Error`, one line.
+    let msg = hvprof::error_chain(&hvprof::Error::from(e));
+    for want in [
+        &format!(
+            "no hvprof-guest helper answered on unix:{} within 0.3 s",
+            path.display()
+        ) as &str,
+        "accepted the connection but nothing answered",
+        "hvprof-guest runs inside the guest",
+        &format!("{} is this VM's chardev socket", path.display()),
+        "virtserialport",
+        "org.hvprof.0",
+    ] {
+        assert!(msg.contains(want), "{want:?} not in {msg}");
+    }
+    assert!(!msg.contains("exited"), "{msg}");
+    assert_eq!(msg.lines().count(), 1, "{msg}");
+    drop(session);
+    drop(held.join().unwrap());
+
+    // A listener nothing connects to (the helper dials tcp: and vsock:).
+    let opts = ActiveOptions {
+        ready_timeout: Duration::from_millis(200),
+        ..ActiveOptions::new("tcp:127.0.0.1:0".parse().unwrap(), 4242)
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let e = hvprof::active::record_active(&opts, Some(Duration::ZERO), &stop).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains(
+            "no hvprof-guest helper answered on tcp:127.0.0.1:0 within 0.2 s (nothing connected)"
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("--tcp"), "{msg}");
+
+    // Interrupted while waiting: not an error, the caller stops.
+    let opts = ActiveOptions::new("tcp:127.0.0.1:0".parse().unwrap(), 4242);
+    let session = ActiveSession::start(&opts).unwrap();
+    let r = session.await_helper(Duration::from_secs(60), &mut || true);
+    assert_eq!(r.unwrap(), Readiness::Interrupted);
 }

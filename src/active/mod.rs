@@ -70,6 +70,65 @@ pub enum ActiveError {
     /// The receiver thread could not start.
     #[error("starting the helper receiver thread")]
     Thread(#[source] std::io::Error),
+    /// The channel opened (or the listener was bound) but no `hvprof-guest` helper said
+    /// hello on it within the wait ([`ActiveSession::await_helper`]). The message names the
+    /// channel, the wait, what was seen and what to check.
+    #[error("{}", no_helper_message(.spec, .waited, .connections, .last_error))]
+    NoHelper {
+        /// The channel.
+        spec: HelperSpec,
+        /// How long hvprof waited.
+        waited: Duration,
+        /// Connections made (`unix:`) or accepted (`tcp:`, `vsock:`) meanwhile.
+        connections: u32,
+        /// Why the last connection was dropped, if one was.
+        last_error: Option<String>,
+    },
+}
+
+/// The one-line message of [`ActiveError::NoHelper`]: what happened, then what to check for
+/// this kind of channel.
+fn no_helper_message(
+    spec: &HelperSpec,
+    waited: &Duration,
+    connections: &u32,
+    last_error: &Option<String>,
+) -> String {
+    let secs = waited.as_secs_f64();
+    let secs = if secs >= 10.0 {
+        format!("{secs:.0}")
+    } else {
+        format!("{secs:.1}")
+    };
+    let seen = match (spec, *connections) {
+        (HelperSpec::Unix(_), 0) => "the socket refused every connection",
+        (HelperSpec::Unix(_), _) => "the socket accepted the connection but nothing answered",
+        (_, 0) => "nothing connected",
+        (_, _) => "a peer connected but sent no hello",
+    };
+    // The cause may quote bytes from the channel: one line, bounded.
+    let last = last_error
+        .as_deref()
+        .map(|e| {
+            let e: String = e.chars().filter(|c| !c.is_control()).take(200).collect();
+            format!("; last error: {e}")
+        })
+        .unwrap_or_default();
+    let check = match spec {
+        HelperSpec::Unix(p) => format!(
+            "that hvprof-guest runs inside the guest, that {} is this VM's chardev socket, and that the VM has the virtio-serial port (-device virtserialport,chardev=ID,name=org.hvprof.0)",
+            p.display()
+        ),
+        HelperSpec::Tcp(a) => format!(
+            "that hvprof-guest runs inside the guest with --tcp pointing at {a} (QEMU user networking: 10.0.2.2:PORT), and that the guest can reach it"
+        ),
+        HelperSpec::Vsock { port, .. } => format!(
+            "that hvprof-guest runs inside the guest with --vsock 2:{port}, and that the VM has a vsock device (-device vhost-vsock-pci,guest-cid=CID)"
+        ),
+    };
+    format!(
+        "no hvprof-guest helper answered on {spec} within {secs} s ({seen}{last}); check {check}"
+    )
 }
 
 /// Options of an active session for one VM.
@@ -164,6 +223,18 @@ pub struct ActiveOutcome {
     pub notes: Vec<String>,
 }
 
+/// How far the helper got within [`ActiveSession::await_helper`]'s wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Its initial state (hello … ready) arrived.
+    Ready,
+    /// It said hello but its initial state was not complete in time: guest symbols may be
+    /// incomplete.
+    Partial,
+    /// `stop` returned true first.
+    Interrupted,
+}
+
 /// An active session running next to a host recording.
 #[derive(Debug)]
 pub struct ActiveSession {
@@ -187,6 +258,43 @@ impl ActiveSession {
     /// Waits for the helper's initial state; returns whether it arrived in `timeout`.
     pub fn wait_ready(&self, timeout: Duration) -> bool {
         self.conn.wait_ready(timeout)
+    }
+
+    /// Waits at most `timeout` for the helper's initial state (hello … ready), polling `stop`
+    /// every 100 ms.
+    ///
+    /// # Errors
+    /// [`ActiveError::NoHelper`] when no helper said hello in that time (or the receiver gave
+    /// up reconnecting): there is no guest to merge, and profiling on would only hide why.
+    pub fn await_helper(
+        &self,
+        timeout: Duration,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<Readiness, ActiveError> {
+        let t0 = Instant::now();
+        let end = t0 + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if self.conn.wait_ready(left.min(Duration::from_millis(100))) {
+                return Ok(Readiness::Ready);
+            }
+            if stop() {
+                return Ok(Readiness::Interrupted);
+            }
+            if Instant::now() >= end || self.conn.status().finished {
+                break;
+            }
+        }
+        if self.conn.model().hello().is_some() {
+            return Ok(Readiness::Partial);
+        }
+        let st = self.conn.status();
+        Err(ActiveError::NoHelper {
+            spec: self.opts.spec.clone(),
+            waited: t0.elapsed(),
+            connections: st.connections,
+            last_error: st.last_error,
+        })
     }
 
     /// The connection (status, model).
@@ -278,20 +386,15 @@ impl ActiveSession {
 /// helper says bye), and attributes the helper's samples.
 ///
 /// # Errors
-/// As [`ActiveSession::start`]. A helper that never connects is not an error: the outcome
-/// is empty with a note.
+/// As [`ActiveSession::start`]; [`ActiveError::NoHelper`] when no helper says hello within
+/// `opts.ready_timeout`.
 pub fn record_active(
     opts: &ActiveOptions,
     duration: Option<Duration>,
     stop: &AtomicBool,
 ) -> Result<ActiveOutcome, ActiveError> {
     let s = ActiveSession::start(opts)?;
-    let ready_end = Instant::now() + opts.ready_timeout;
-    while Instant::now() < ready_end && !stop.load(Ordering::Relaxed) {
-        if s.wait_ready(Duration::from_millis(100)) {
-            break;
-        }
-    }
+    s.await_helper(opts.ready_timeout, &mut || stop.load(Ordering::Relaxed))?;
     let t0 = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) || duration.is_some_and(|d| t0.elapsed() >= d) {
