@@ -335,9 +335,20 @@ fn silent_channel_says_no_helper_answered() {
     );
     assert!(msg.contains("--tcp"), "{msg}");
 
-    // Interrupted while waiting: not an error, the caller stops.
+    // Stopped while waiting, before any hello: the same error, saying so.
     let opts = ActiveOptions::new("tcp:127.0.0.1:0".parse().unwrap(), 4242);
     let session = ActiveSession::start(&opts).unwrap();
-    let r = session.await_helper(Duration::from_secs(60), &mut || true);
-    assert_eq!(r.unwrap(), Readiness::Interrupted);
+    let e = session
+        .await_helper(Duration::from_secs(60), &mut || true)
+        .unwrap_err();
+    assert!(e.to_string().contains("stopped early"), "{e}");
+
+    // A helper that says hello but is slow with its initial state: not an error.
+    let path = dir.path().join("slow.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let session = ActiveSession::start(&ActiveOptions::new(HelperSpec::Unix(path), 1)).unwrap();
+    let (mut guest, _) = listener.accept().unwrap();
+    guest.write_all(&hello("b", 0).to_frame()).unwrap();
+    let r = session.await_helper(Duration::from_millis(500), &mut || false);
+    assert_eq!(r.unwrap(), Readiness::Partial);
 }

@@ -73,7 +73,7 @@ pub enum ActiveError {
     /// The channel opened (or the listener was bound) but no `hvprof-guest` helper said
     /// hello on it within the wait ([`ActiveSession::await_helper`]). The message names the
     /// channel, the wait, what was seen and what to check.
-    #[error("{}", no_helper_message(.spec, .waited, .connections, .last_error))]
+    #[error("{}", no_helper_message(.spec, .waited, .connections, .last_error, .interrupted))]
     NoHelper {
         /// The channel.
         spec: HelperSpec,
@@ -83,6 +83,8 @@ pub enum ActiveError {
         connections: u32,
         /// Why the last connection was dropped, if one was.
         last_error: Option<String>,
+        /// The wait was cut short by a stop request.
+        interrupted: bool,
     },
 }
 
@@ -93,6 +95,7 @@ fn no_helper_message(
     waited: &Duration,
     connections: &u32,
     last_error: &Option<String>,
+    interrupted: &bool,
 ) -> String {
     let secs = waited.as_secs_f64();
     let secs = if secs >= 10.0 {
@@ -114,6 +117,7 @@ fn no_helper_message(
             format!("; last error: {e}")
         })
         .unwrap_or_default();
+    let stopped = if *interrupted { "; stopped early" } else { "" };
     let check = match spec {
         HelperSpec::Unix(p) => format!(
             "that hvprof-guest runs inside the guest, that {} is this VM's chardev socket, and that the VM has the virtio-serial port (-device virtserialport,chardev=ID,name=org.hvprof.0)",
@@ -127,7 +131,7 @@ fn no_helper_message(
         ),
     };
     format!(
-        "no hvprof-guest helper answered on {spec} within {secs} s ({seen}{last}); check {check}"
+        "no hvprof-guest helper answered on {spec} within {secs} s ({seen}{last}{stopped}); check {check}"
     )
 }
 
@@ -231,7 +235,7 @@ pub enum Readiness {
     /// It said hello but its initial state was not complete in time: guest symbols may be
     /// incomplete.
     Partial,
-    /// `stop` returned true first.
+    /// It said hello, then `stop` returned true before its initial state was complete.
     Interrupted,
 }
 
@@ -264,8 +268,9 @@ impl ActiveSession {
     /// every 100 ms.
     ///
     /// # Errors
-    /// [`ActiveError::NoHelper`] when no helper said hello in that time (or the receiver gave
-    /// up reconnecting): there is no guest to merge, and profiling on would only hide why.
+    /// [`ActiveError::NoHelper`] when no helper said hello in that time (or before `stop`, or
+    /// before the receiver gave up reconnecting): there is no guest to merge, and profiling
+    /// on would only hide why.
     pub fn await_helper(
         &self,
         timeout: Duration,
@@ -273,20 +278,24 @@ impl ActiveSession {
     ) -> Result<Readiness, ActiveError> {
         let t0 = Instant::now();
         let end = t0 + timeout;
-        loop {
+        let interrupted = loop {
             let left = end.saturating_duration_since(Instant::now());
             if self.conn.wait_ready(left.min(Duration::from_millis(100))) {
                 return Ok(Readiness::Ready);
             }
             if stop() {
-                return Ok(Readiness::Interrupted);
+                break true;
             }
             if Instant::now() >= end || self.conn.status().finished {
-                break;
+                break false;
             }
-        }
+        };
         if self.conn.model().hello().is_some() {
-            return Ok(Readiness::Partial);
+            return Ok(if interrupted {
+                Readiness::Interrupted
+            } else {
+                Readiness::Partial
+            });
         }
         let st = self.conn.status();
         Err(ActiveError::NoHelper {
@@ -294,6 +303,7 @@ impl ActiveSession {
             waited: t0.elapsed(),
             connections: st.connections,
             last_error: st.last_error,
+            interrupted,
         })
     }
 
