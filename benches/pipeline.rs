@@ -13,9 +13,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hvprof::attribute::{Attributor, HostSymbols};
-use hvprof::record::{encode, CpuMode, Record, RecordDecoder};
+use hvprof::perf::abi;
+use hvprof::perf::record::{encode, CpuMode, Record, RecordDecoder};
 use hvprof::report::{Aggregator, Meta, ThreadMeta, VmMeta};
-use hvprof::sys::abi;
 
 const HVPROF: &str = env!("CARGO_BIN_EXE_hvprof");
 
@@ -100,7 +100,7 @@ fn pipeline() {
     RecordDecoder::new(abi::HVPROF_SAMPLE_TYPE).decode(&bytes, |r| {
         if let Record::Sample(s) = r {
             decoded += 1;
-            let a = attr.attribute(&s);
+            let a = attr.attribute(&s.sample);
             agg.add(&a);
         }
     });

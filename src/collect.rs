@@ -1,6 +1,7 @@
 //! Collection: one reader thread per ring buffer, woken by `poll(2)` (the counters'
-//! `wakeup_watermark`, or a 100 ms timeout), decoding records and sending them in batches over
-//! a crossbeam channel to one aggregator.
+//! `wakeup_watermark`, or a 100 ms timeout), copying the ring's records out as the kernel wrote
+//! them and sending them in batches over a crossbeam channel to one consumer, which decodes
+//! them (readers do IO only; the bytes can also be stored as they are, as perf record does).
 //!
 //! Stage: ring buffers → **collection** → attribution. A reader ends when asked to stop (it
 //! then disables its counter and drains the rest), or when its fd reports `POLLHUP` (the
@@ -16,20 +17,18 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::record::{Record, RecordDecoder};
-use crate::ring::RingBuffer;
-use crate::sys::abi;
-use crate::sys::perf::{PerfFd, Target};
+use hvprof_perf::{PerfFd, RingBuffer, Target};
 
 /// What a reader sends to the aggregator.
 #[derive(Debug)]
 pub enum Batch {
-    /// Records decoded from one drain of `target`'s ring.
+    /// The records of one drain of `target`'s ring, as the kernel laid them out (decode them
+    /// with [`hvprof_perf::RecordDecoder`] and the counter's attr).
     Records {
         /// Whose ring.
         target: Target,
-        /// The records, in ring order.
-        records: Vec<Record>,
+        /// Whole records, in ring order, native endianness.
+        bytes: Vec<u8>,
     },
     /// `target`'s fd reported POLLHUP (its thread exited); no more records will come.
     Hangup {
@@ -151,10 +150,8 @@ impl Drop for ReaderSet {
 
 fn read_loop(fd: Arc<PerfFd>, mut ring: RingBuffer, tx: Sender<Batch>, stop: Arc<AtomicBool>) {
     let target = fd.target();
-    let decoder = RecordDecoder::new(abi::HVPROF_SAMPLE_TYPE);
     let mut bytes = Vec::with_capacity(ring.data_size());
     let drain = |ring: &mut RingBuffer, bytes: &mut Vec<u8>| -> bool {
-        bytes.clear();
         if let Err(e) = ring.drain_into(bytes) {
             let _ = tx.send(Batch::Error {
                 target,
@@ -164,9 +161,12 @@ fn read_loop(fd: Arc<PerfFd>, mut ring: RingBuffer, tx: Sender<Batch>, stop: Arc
         if bytes.is_empty() {
             return true;
         }
-        let mut records = Vec::with_capacity(bytes.len() / 48 + 1);
-        decoder.decode(bytes, |r| records.push(r));
-        tx.send(Batch::Records { target, records }).is_ok()
+        let full = std::mem::replace(bytes, Vec::with_capacity(ring.data_size()));
+        tx.send(Batch::Records {
+            target,
+            bytes: full,
+        })
+        .is_ok()
     };
     loop {
         if stop.load(Ordering::Acquire) {

@@ -7,7 +7,7 @@
 //! ```no_run
 //! # fn main() -> hvprof::Result<()> {
 //! use hvprof::counters::{CounterSpec, EventSpec, Rate, open_counter};
-//! use hvprof::sys::perf::Target;
+//! use hvprof::perf::Target;
 //! let spec = CounterSpec { event: EventSpec::parse("cpu-clock")?, rate: Rate::Frequency(1000), ..Default::default() };
 //! let fd = open_counter(&spec, Target::Thread(1234))?;
 //! fd.enable()?;
@@ -17,8 +17,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::sys::abi;
-use crate::sys::perf::{zeroed_attr, PerfFd, Target};
+use hvprof_perf::abi::{self, AttrBuilder};
+use hvprof_perf::{PerfFd, Target};
 
 /// A perf event chosen by name, with perf's modifiers applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,43 +185,35 @@ impl Default for CounterSpec {
 /// [`Error::PerfEventOpen`] (see there for the errno meanings), [`Error::InvalidOption`]
 /// for a zero rate.
 pub fn open_counter(spec: &CounterSpec, target: Target) -> Result<PerfFd> {
-    let mut attr = zeroed_attr();
-    attr.type_ = spec.event.type_;
-    attr.config = spec.event.config;
-    attr.sample_type = abi::HVPROF_SAMPLE_TYPE;
-    match spec.rate {
+    let ev = &spec.event;
+    let mut b = AttrBuilder::new(ev.type_, ev.config)
+        .sample_type(abi::HVPROF_SAMPLE_TYPE)
+        .disabled(true)
+        .sample_id_all(true)
+        // EXIT records for the monitored thread itself (per-thread counters only: per CPU they
+        // would report every task exit on the host).
+        .task(matches!(target, Target::Thread(_)))
+        .wakeup_bytes(spec.wakeup_bytes);
+    b = match spec.rate {
         Rate::Frequency(0) | Rate::Period(0) => {
             return Err(Error::InvalidOption(
                 "sampling frequency and period must be > 0".into(),
             ))
         }
-        Rate::Frequency(hz) => {
-            attr.set_freq(1);
-            attr.__bindgen_anon_1.sample_freq = hz;
-        }
-        Rate::Period(p) => attr.__bindgen_anon_1.sample_period = p,
-    }
-    attr.set_disabled(1);
-    attr.set_sample_id_all(1);
-    // EXIT records for the monitored thread itself (per-thread counters only: per CPU they
-    // would report every task exit on the host).
-    attr.set_task(u64::from(matches!(target, Target::Thread(_))));
-    attr.set_watermark(1);
-    attr.__bindgen_anon_2.wakeup_watermark = spec.wakeup_bytes.max(1);
-    let ev = &spec.event;
+        Rate::Frequency(hz) => b.frequency(hz),
+        Rate::Period(p) => b.period(p),
+    };
     // perf's modifiers name the modes to count; `:uk` counts both (exclude only the rest).
     if ev.user_only || ev.kernel_only {
-        attr.set_exclude_hv(1);
-        attr.set_exclude_kernel(u64::from(!ev.kernel_only));
-        attr.set_exclude_user(u64::from(!ev.user_only));
+        b = b
+            .exclude_hv(true)
+            .exclude_kernel(!ev.kernel_only)
+            .exclude_user(!ev.user_only);
     }
-    if spec.exclude_guest || ev.exclude_guest {
-        attr.set_exclude_guest(1);
-    }
-    if spec.exclude_host || ev.exclude_host {
-        attr.set_exclude_host(1);
-    }
-    PerfFd::open(&mut attr, target, &ev.name)
+    b = b
+        .exclude_guest(spec.exclude_guest || ev.exclude_guest)
+        .exclude_host(spec.exclude_host || ev.exclude_host);
+    Ok(PerfFd::open(&b.build(), target, &ev.name)?)
 }
 
 #[cfg(test)]

@@ -126,5 +126,47 @@ pub enum Error {
     },
 }
 
+impl From<hvprof_perf::Error> for Error {
+    /// Maps the perf layer's errors onto the variants callers match for hints
+    /// (perf_event_paranoid, the mlock limit, ...), keeping the errno.
+    fn from(e: hvprof_perf::Error) -> Error {
+        use hvprof_perf::Error as P;
+        match e {
+            P::Open {
+                target,
+                event,
+                source,
+            } => Error::PerfEventOpen {
+                target: target.to_string(),
+                event,
+                source,
+            },
+            P::Fd { op, source, .. } => Error::PerfIoctl { op, source },
+            P::RingMmap {
+                target,
+                bytes,
+                source,
+            } => Error::RingMmap {
+                target: target.to_string(),
+                bytes,
+                source,
+            },
+            other @ (P::RingLayout { .. } | P::CorruptHead { .. }) => Error::RingLayout {
+                target: match &other {
+                    P::RingLayout { target, .. } | P::CorruptHead { target, .. } => {
+                        target.to_string()
+                    }
+                    _ => String::new(),
+                },
+                reason: other.to_string(),
+            },
+            other => Error::RingLayout {
+                target: String::new(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
 /// Result type of the hvprof library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

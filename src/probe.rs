@@ -16,10 +16,9 @@ use hvprof_testvm::{TestVm, TestVmConfig, Workload};
 
 use crate::attribute::{HostSymbols, GUEST_LANDING_SYMBOLS};
 use crate::counters::{open_counter, CounterSpec};
-use crate::record::{Record, RecordDecoder};
-use crate::ring::RingBuffer;
-use crate::sys::abi;
-use crate::sys::perf::{zeroed_attr, PerfFd, Target};
+use hvprof_perf::abi::{self, AttrBuilder};
+use hvprof_perf::record::{Record, RecordDecoder};
+use hvprof_perf::{PerfFd, RingBuffer, Target};
 
 /// A [`GuestIpProbe`] backed by the built-in test VM.
 #[derive(Debug, Clone)]
@@ -85,7 +84,8 @@ impl TestVmProbe {
             ring.drain_into(&mut bytes)
                 .map_err(|e| crate::error_chain(&e))?;
             dec.decode(&bytes, |r| {
-                let Record::Sample(s) = r else { return };
+                let Record::Sample(rec) = r else { return };
+                let s = rec.sample;
                 c.total += 1;
                 if s.cpumode.is_guest() {
                     if hvprof_testvm::symbol_at(s.ip).is_some() {
@@ -160,11 +160,10 @@ impl TestVmProbe {
         let vm = TestVm::start(cfg).map_err(|e| crate::error_chain(&e))?;
         let tid = vm.vcpu_tids()[0];
         let open = |config: u64, name: &str| -> Result<PerfFd, String> {
-            let mut attr = zeroed_attr();
-            attr.type_ = abi::TYPE_TRACEPOINT;
-            attr.config = config;
-            attr.set_disabled(1);
-            PerfFd::open(&mut attr, Target::Thread(tid), name).map_err(|e| crate::error_chain(&e))
+            let attr = AttrBuilder::new(abi::TYPE_TRACEPOINT, config)
+                .disabled(true)
+                .build();
+            PerfFd::open(&attr, Target::Thread(tid), name).map_err(|e| crate::error_chain(&e))
         };
         let exit = open(exit_id, "kvm:kvm_exit")?;
         let pio = open(pio_id, "kvm:kvm_pio")?;

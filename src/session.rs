@@ -25,11 +25,11 @@ use crate::collect::{Batch, ReaderSet};
 use crate::counters::{open_counter, CounterSpec, EventSpec};
 use crate::discover::{self, Vm};
 use crate::error::{Error, Result};
-use crate::record::Record;
 use crate::recording::{self, Entry, Header};
 use crate::report::{Aggregator, Meta, Profile, ThreadMeta, VmMeta};
-use crate::ring::RingBuffer;
-use crate::sys::perf::Target;
+use hvprof_perf::abi;
+use hvprof_perf::record::{Record, RecordDecoder};
+use hvprof_perf::{RingBuffer, Target};
 
 /// What to profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +167,7 @@ pub fn record(
     }
     // Wake the reader when half the data area is full at most: a threshold as large as the
     // buffer (the kernel caps it there) would wake it only once records are being dropped.
-    let half_ring = (opts.ring_pages * crate::sys::page_size() / 2).max(8) as u32;
+    let half_ring = (opts.ring_pages * hvprof_perf::sys::page_size() / 2).max(8) as u32;
     counter.wakeup_bytes = counter.wakeup_bytes.min(half_ring);
     let guest_ip_hint = opts
         .guest_ip_hint
@@ -507,8 +507,8 @@ impl Sink {
             Target::Thread(tid) => tid,
             Target::Cpu(_) => -1,
         };
-        let (target, records) = match b {
-            Batch::Records { target, records } => (target, records),
+        let (target, bytes) = match b {
+            Batch::Records { target, bytes } => (target, bytes),
             Batch::Hangup { target } => {
                 self.hung_up.insert(target);
                 return Ok(());
@@ -518,9 +518,10 @@ impl Sink {
                 return Ok(());
             }
         };
-        for r in records {
+        for r in RecordDecoder::new(abi::HVPROF_SAMPLE_TYPE).records(&bytes) {
             let entry = match r {
-                Record::Sample(s) => {
+                Record::Sample(rec) => {
+                    let s = rec.sample;
                     if let Some((vm, vcpus)) = &self.active_vm {
                         if s.cpumode.is_guest() && s.pid == *vm {
                             if let Some(&i) = vcpus.get(&s.tid) {
@@ -538,7 +539,9 @@ impl Sink {
                     self.agg.add_lost(tid, lost);
                     Some(Entry::Lost { tid, n: lost })
                 }
-                Record::Throttle { .. } => {
+                Record::Throttle {
+                    throttled: true, ..
+                } => {
                     let tid = owner_tid(target);
                     self.agg.add_throttle(tid);
                     Some(Entry::Throttle { tid })
@@ -553,10 +556,7 @@ impl Sink {
                     ));
                     None
                 }
-                Record::Unthrottle { .. }
-                | Record::Exit { .. }
-                | Record::Comm { .. }
-                | Record::Other { .. } => None,
+                _ => None,
             };
             if let Some(e) = entry {
                 self.write(&e)?;
@@ -618,7 +618,7 @@ pub fn online_cpus(root: &Path) -> Vec<u32> {
         }
     }
     if cpus.is_empty() {
-        cpus = (0..crate::sys::cpu_count() as u32).collect();
+        cpus = (0..hvprof_perf::sys::cpu_count() as u32).collect();
     }
     cpus
 }

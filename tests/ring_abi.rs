@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use hvprof::attribute::{Attributor, Class, HostSymbols};
-use hvprof::record::{encode, CpuMode, Record, RecordDecoder};
-use hvprof::ring::copy_ring_span;
-use hvprof::sys::abi;
+use hvprof::perf::abi;
+use hvprof::perf::record::{encode, CpuMode, Record, RecordDecoder};
+use hvprof::perf::ring::copy_ring_span;
 use hvprof_symbols::Kallsyms;
 
 /// A fake kernel writer: appends records to a power-of-two data area at a free-running head,
@@ -50,7 +50,7 @@ impl FakeRing {
     }
 }
 
-fn decode(bytes: &[u8]) -> Vec<Record> {
+fn decode(bytes: &[u8]) -> Vec<Record<'_>> {
     let mut v = Vec::new();
     RecordDecoder::new(abi::HVPROF_SAMPLE_TYPE).decode(bytes, |r| v.push(r));
     v
@@ -77,10 +77,11 @@ fn records_that_wrap_come_out_whole() {
         ring.write(&rec);
         expect.push(0xffff_ffff_8100_0000 + i);
         if i % 30 == 29 {
-            let got: Vec<u64> = decode(&ring.drain())
+            let bytes = ring.drain();
+            let got: Vec<u64> = decode(&bytes)
                 .into_iter()
                 .map(|r| match r {
-                    Record::Sample(s) => s.ip,
+                    Record::Sample(s) => s.sample.ip,
                     other => panic!("unexpected {other:?}"),
                 })
                 .collect();
@@ -93,8 +94,9 @@ fn records_that_wrap_come_out_whole() {
     let mut rec = Vec::new();
     encode::lost(&mut rec, 1, 77, 10, 11, 5, 0);
     ring.write(&rec);
+    let bytes = ring.drain();
     assert!(matches!(
-        decode(&ring.drain())[..],
+        decode(&bytes)[..],
         [Record::Lost { lost: 77, .. }]
     ));
 }
@@ -109,7 +111,8 @@ fn lost_and_throttle_records_are_counted() {
     encode::throttle(&mut b, false, 4, 10, 11, 0);
     encode::lost(&mut b, 5, 30, 10, 11, 5, 0);
     ring.write(&b);
-    let recs = decode(&ring.drain());
+    let bytes = ring.drain();
+    let recs = decode(&bytes);
     let lost: u64 = recs
         .iter()
         .filter_map(|r| {
@@ -123,13 +126,25 @@ fn lost_and_throttle_records_are_counted() {
     assert_eq!(lost, 42);
     assert_eq!(
         recs.iter()
-            .filter(|r| matches!(r, Record::Throttle { .. }))
+            .filter(|r| matches!(
+                r,
+                Record::Throttle {
+                    throttled: true,
+                    ..
+                }
+            ))
             .count(),
         1
     );
     assert_eq!(
         recs.iter()
-            .filter(|r| matches!(r, Record::Unthrottle { .. }))
+            .filter(|r| matches!(
+                r,
+                Record::Throttle {
+                    throttled: false,
+                    ..
+                }
+            ))
             .count(),
         1
     );
@@ -197,12 +212,13 @@ fn guest_tagged_samples_resolve_through_guest_kallsyms() {
         1_000_000,
     );
     ring.write(&b);
-    let recs = decode(&ring.drain());
+    let bytes = ring.drain();
+    let recs = decode(&bytes);
     assert_eq!(recs.len(), 5);
     let out: Vec<_> = recs
         .iter()
         .map(|r| match r {
-            Record::Sample(s) => attr.attribute(s),
+            Record::Sample(s) => attr.attribute(&s.sample),
             other => panic!("{other:?}"),
         })
         .collect();

@@ -3,29 +3,24 @@
 //! cpu-clock sampling event (`IP|TID|TIME|CPU|PERIOD`).
 //!
 //! Stage: guest kernel → **perf rings** → records. Input: CPU list and options; output:
-//! decoded [`PerfEvent`]s per drain.
+//! decoded [`Record`]s per drain, from the one perf layer (`hvprof-perf`) the host uses too.
 
-use std::fs::File;
 use std::io;
 
-use perf_event_open_sys::bindings::{self as b, perf_event_attr};
+use hvprof_perf::abi::{self, AttrBuilder};
+use hvprof_perf::record::{Record, RecordDecoder};
+use hvprof_perf::{PageClock, PerfFd, RingBuffer, Target};
 
-use crate::perfrec::{self, PerfEvent};
 use crate::proto::{ClockInfo, CLOCK_PERF_LOCAL};
-use crate::sys::{self, PageClock, Ring};
+use crate::sys;
 
 /// `CLOCK_MONOTONIC`, the fallback event clock when the guest's perf page cannot convert TSC.
 pub const CLOCK_MONOTONIC: i32 = libc::CLOCK_MONOTONIC;
 
 /// Sample type of the sampling event.
-pub const SAMPLE_TYPE: u64 = (b::PERF_SAMPLE_IP
-    | b::PERF_SAMPLE_TID
-    | b::PERF_SAMPLE_TIME
-    | b::PERF_SAMPLE_CPU
-    | b::PERF_SAMPLE_PERIOD) as u64;
+pub const SAMPLE_TYPE: u64 = abi::HVPROF_SAMPLE_TYPE;
 /// Sample type (and `sample_id` trailer) of the sideband event.
-pub const SIDEBAND_TYPE: u64 =
-    (b::PERF_SAMPLE_TID | b::PERF_SAMPLE_TIME | b::PERF_SAMPLE_CPU) as u64;
+pub const SIDEBAND_TYPE: u64 = abi::SAMPLE_TID | abi::SAMPLE_TIME | abi::SAMPLE_CPU;
 
 /// How the guest's timestamps are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,12 +36,14 @@ impl EventClock {
     /// when `cap_user_time_zero` is set (so the TSC can be converted, by the helper for pongs
     /// and by the host for TSC-offset conversion), else CLOCK_MONOTONIC.
     pub fn probe() -> EventClock {
-        let mut a = dummy_attr();
-        a.set_disabled(1);
-        let page = sys::perf_event_open(&mut a, 0, -1)
-            .and_then(|f| Ring::map(&f, 0))
-            .map(|r| r.clock())
-            .unwrap_or_default();
+        let page = PerfFd::open(
+            &dummy_attr().disabled(true).build(),
+            Target::Thread(0),
+            "dummy",
+        )
+        .and_then(|f| RingBuffer::map(&f, 0))
+        .map(|r| r.clock())
+        .unwrap_or_default();
         let clock_id = if page.cap_user_time_zero && cfg!(target_arch = "x86_64") {
             CLOCK_PERF_LOCAL
         } else {
@@ -58,7 +55,7 @@ impl EventClock {
     /// The current time in this clock, ns.
     pub fn now(&self) -> u64 {
         if self.clock_id == CLOCK_PERF_LOCAL {
-            self.page.tsc_to_ns(sys::rdtsc())
+            self.page.tsc_to_ns(hvprof_perf::sys::rdtsc())
         } else {
             sys::clock_ns(self.clock_id)
         }
@@ -75,35 +72,39 @@ impl EventClock {
         }
     }
 
-    fn apply(&self, a: &mut perf_event_attr) {
+    fn apply(&self, a: AttrBuilder) -> AttrBuilder {
         if self.clock_id != CLOCK_PERF_LOCAL {
-            a.set_use_clockid(1);
-            a.clockid = self.clock_id;
+            a.clockid(self.clock_id)
+        } else {
+            a
         }
     }
 }
 
-fn dummy_attr() -> perf_event_attr {
-    let mut a = perf_event_attr {
-        type_: b::PERF_TYPE_SOFTWARE,
-        config: b::PERF_COUNT_SW_DUMMY as u64,
-        ..Default::default()
-    };
-    a.sample_type = SIDEBAND_TYPE;
-    a
+fn dummy_attr() -> AttrBuilder {
+    AttrBuilder::new(abi::TYPE_SOFTWARE, abi::sw::DUMMY).sample_type(SIDEBAND_TYPE)
 }
 
 struct Stream {
-    ring: Ring,
-    _fd: File,
+    ring: RingBuffer,
+    fd: PerfFd,
+    decoder: RecordDecoder,
     cpu: u32,
     sampling: bool,
+}
+
+/// What one [`Collector::drain`] could not decode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainLoss {
+    /// Bytes of corrupt records skipped.
+    pub corrupt_bytes: usize,
+    /// Rings whose `data_head` was corrupt and were resynchronised (their pending bytes lost).
+    pub corrupt_heads: u64,
 }
 
 /// The helper's open events.
 pub struct Collector {
     streams: Vec<Stream>,
-    fds: Vec<File>,
     /// The event clock.
     pub clock: EventClock,
     /// MMAP2 records carry build-ids (`attr.build_id`, Linux ≥ 5.12).
@@ -136,7 +137,6 @@ impl Collector {
     pub fn open(cpus: &[u32], freq: u32, clock: EventClock) -> io::Result<Collector> {
         let mut c = Collector {
             streams: Vec::new(),
-            fds: Vec::new(),
             clock,
             mmap_build_id: true,
             sideband: false,
@@ -155,26 +155,24 @@ impl Collector {
                 }
             }
             if freq > 0 {
-                let mut a = perf_event_attr {
-                    type_: b::PERF_TYPE_SOFTWARE,
-                    config: b::PERF_COUNT_SW_CPU_CLOCK as u64,
-                    ..Default::default()
-                };
-                a.sample_type = SAMPLE_TYPE;
-                a.__bindgen_anon_1.sample_freq = freq as u64;
-                a.set_freq(1);
-                a.set_disabled(1);
-                a.set_sample_id_all(1);
-                a.__bindgen_anon_2.wakeup_events = 0;
-                clock.apply(&mut a);
-                match sys::perf_event_open(&mut a, -1, cpu as i32)
-                    .and_then(|f| Ok((Ring::map(&f, 64)?, f)))
+                let a = clock
+                    .apply(
+                        AttrBuilder::new(abi::TYPE_SOFTWARE, abi::sw::CPU_CLOCK)
+                            .sample_type(SAMPLE_TYPE)
+                            .frequency(u64::from(freq))
+                            .disabled(true)
+                            .sample_id_all(true)
+                            .wakeup_events(0),
+                    )
+                    .build();
+                match PerfFd::open(&a, Target::Cpu(cpu), "cpu-clock")
+                    .and_then(|f| Ok((RingBuffer::map(&f, 64)?, f)))
                 {
-                    Ok((ring, f)) => {
-                        c.fds.push(f.try_clone()?);
+                    Ok((ring, fd)) => {
                         c.streams.push(Stream {
                             ring,
-                            _fd: f,
+                            fd,
+                            decoder: RecordDecoder::from_attr(&a),
                             cpu,
                             sampling: true,
                         });
@@ -183,7 +181,7 @@ impl Collector {
                     Err(e) => {
                         c.problems
                             .push(format!("cpu-clock sampling on guest cpu {cpu}: {e}"));
-                        first_err.get_or_insert(e);
+                        first_err.get_or_insert(e.into());
                     }
                 }
             }
@@ -196,37 +194,40 @@ impl Collector {
 
     fn open_sideband(&mut self, cpu: u32) -> io::Result<()> {
         let mk = |build_id: bool| {
-            let mut a = dummy_attr();
-            a.set_disabled(1);
-            a.set_sample_id_all(1);
-            a.set_comm(1);
-            a.set_comm_exec(1);
-            a.set_mmap(1);
-            a.set_mmap2(1);
-            a.set_task(1);
-            a.set_context_switch(1);
-            a.set_build_id(build_id as u64);
-            a.__bindgen_anon_2.wakeup_events = 0;
-            self.clock.apply(&mut a);
-            a
+            self.clock
+                .apply(
+                    dummy_attr()
+                        .disabled(true)
+                        .sample_id_all(true)
+                        .comm(true)
+                        .comm_exec(true)
+                        .mmap(true)
+                        .mmap2(true)
+                        .task(true)
+                        .context_switch(true)
+                        .build_id(build_id)
+                        .wakeup_events(0),
+                )
+                .build()
         };
-        let f = if self.mmap_build_id {
-            match sys::perf_event_open(&mut mk(true), -1, cpu as i32) {
-                Ok(f) => f,
+        let open = |a| PerfFd::open(&a, Target::Cpu(cpu), "dummy (sideband)");
+        let (fd, a) = if self.mmap_build_id {
+            match open(mk(true)) {
+                Ok(f) => (f, mk(true)),
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     self.mmap_build_id = false;
-                    sys::perf_event_open(&mut mk(false), -1, cpu as i32)?
+                    (open(mk(false))?, mk(false))
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         } else {
-            sys::perf_event_open(&mut mk(false), -1, cpu as i32)?
+            (open(mk(false))?, mk(false))
         };
-        let ring = Ring::map(&f, 32)?;
-        self.fds.push(f.try_clone()?);
+        let ring = RingBuffer::map(&fd, 32)?;
         self.streams.push(Stream {
             ring,
-            _fd: f,
+            fd,
+            decoder: RecordDecoder::from_attr(&a),
             cpu,
             sampling: false,
         });
@@ -247,10 +248,8 @@ impl Collector {
     /// # Errors
     /// The first ioctl error.
     pub fn enable_sideband(&self, on: bool) -> io::Result<()> {
-        for (f, s) in self.fds.iter().zip(&self.streams) {
-            if !s.sampling {
-                sys::perf_enable(f, on)?;
-            }
+        for s in self.streams.iter().filter(|s| !s.sampling) {
+            s.fd.set_enabled(on)?;
         }
         Ok(())
     }
@@ -260,117 +259,35 @@ impl Collector {
     /// # Errors
     /// The first ioctl error.
     pub fn enable_sampling(&self, on: bool) -> io::Result<()> {
-        for (f, s) in self.fds.iter().zip(&self.streams) {
-            if s.sampling {
-                sys::perf_enable(f, on)?;
-            }
+        for s in self.streams.iter().filter(|s| s.sampling) {
+            s.fd.set_enabled(on)?;
         }
         Ok(())
     }
 
-    /// Drains every ring; `f(cpu, is_sampling_stream, event)` gets each record. Returns bytes
-    /// that did not decode (corrupt ring data).
-    pub fn drain(&mut self, mut f: impl FnMut(u32, bool, PerfEvent)) -> usize {
-        let mut bad = 0;
-        for s in &mut self.streams {
-            self.buf.clear();
-            s.ring.drain_into(&mut self.buf);
-            bad += perfrec::decode(&self.buf, |e| f(s.cpu, s.sampling, e));
-        }
-        bad
-    }
-}
-
-/// Reads "now" in the perf event clock of *this* system (perf's `local_clock()`, the clock of
-/// perf timestamps without `use_clockid`): from the TSC when the perf page allows
-/// (`cap_user_time_zero`), else by renaming the thread to its own name — which makes the
-/// kernel emit a `PERF_RECORD_COMM` stamped with the perf clock — and reading that stamp.
-///
-/// The host uses it to stamp clock pings in the clock of its own perf samples.
-pub struct PerfNow {
-    _fd: File,
-    ring: Ring,
-    page: PageClock,
-    comm_path: std::path::PathBuf,
-    comm: String,
-    buf: Vec<u8>,
-}
-
-impl std::fmt::Debug for PerfNow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PerfNow").field("page", &self.page).finish()
-    }
-}
-
-impl PerfNow {
-    /// Opens a dummy event with `comm` records on the calling thread.
+    /// Drains every ring; `f(cpu, is_sampling_stream, record)` gets each record, in ring
+    /// order, and the first error it returns ends the drain. Corrupt records and corrupt ring
+    /// heads are counted in the returned [`DrainLoss`], never passed on or dropped silently.
     ///
     /// # Errors
-    /// perf_event_open/mmap errors, or `/proc/thread-self` unreadable.
-    pub fn open() -> io::Result<PerfNow> {
-        let link = std::fs::read_link("/proc/thread-self")?;
-        let comm_path = std::path::Path::new("/proc").join(link).join("comm");
-        let comm = std::fs::read_to_string(&comm_path)?.trim_end().to_string();
-        let mut a = dummy_attr();
-        a.set_disabled(1);
-        a.set_sample_id_all(1);
-        a.set_comm(1);
-        let fd = sys::perf_event_open(&mut a, 0, -1)?;
-        let ring = Ring::map(&fd, 1)?;
-        let page = ring.clock();
-        sys::perf_enable(&fd, true)?;
-        Ok(PerfNow {
-            _fd: fd,
-            ring,
-            page,
-            comm_path,
-            comm,
-            buf: Vec::new(),
-        })
-    }
-
-    /// The page's clock fields (for TSC conversion when `cap_user_time_zero`).
-    pub fn page(&self) -> PageClock {
-        self.page
-    }
-
-    /// The current perf-clock time in ns, or None when it could not be read.
-    pub fn now(&mut self) -> Option<u64> {
-        if self.page.cap_user_time_zero && cfg!(target_arch = "x86_64") {
-            return Some(self.page.tsc_to_ns(sys::rdtsc()));
+    /// The first error of `f`.
+    pub fn drain(
+        &mut self,
+        mut f: impl FnMut(u32, bool, Record<'_>) -> io::Result<()>,
+    ) -> io::Result<DrainLoss> {
+        let mut loss = DrainLoss::default();
+        for s in &mut self.streams {
+            self.buf.clear();
+            if s.ring.drain_into(&mut self.buf).is_err() {
+                loss.corrupt_heads += 1;
+            }
+            for r in s.decoder.records(&self.buf) {
+                match r {
+                    Record::Corrupt { skipped, .. } => loss.corrupt_bytes += skipped,
+                    r => f(s.cpu, s.sampling, r)?,
+                }
+            }
         }
-        std::fs::write(&self.comm_path, self.comm.as_bytes()).ok()?;
-        self.buf.clear();
-        self.ring.drain_into(&mut self.buf);
-        let mut t = None;
-        perfrec::decode(&self.buf, |e| {
-            if let PerfEvent::Comm { sid, .. } = e {
-                t = Some(sid.time);
-            }
-        });
-        t
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn perf_now_is_monotonic_and_close_to_sample_clock() {
-        let mut p = match PerfNow::open() {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("skipped: perf_event_open not permitted here: {e}");
-                return;
-            }
-        };
-        let a = p.now().expect("time");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let b = p.now().expect("time");
-        assert!(
-            b > a && b - a >= 20_000_000 && b - a < 2_000_000_000,
-            "{a} {b}"
-        );
+        Ok(loss)
     }
 }

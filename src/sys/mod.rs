@@ -1,29 +1,16 @@
-//! Thin, checked wrappers over the kernel interfaces hvprof uses: the perf ABI constants
-//! ([`abi`]) and the `perf_event_open(2)` system call with its ioctls ([`perf`]).
-//!
-//! `unsafe` in hvprof lives here and in [`crate::ring`]; every block states why it is sound.
+//! Transitional paths into the perf layer (`hvprof-perf`), for modules not yet moved to it.
+//! New code uses [`crate::perf`] directly.
 
-pub mod abi;
-pub mod perf;
+pub use hvprof_perf::abi;
+pub use hvprof_perf::sys::{cpu_count, page_size};
 
-/// The system page size in bytes, from `sysconf(_SC_PAGESIZE)`.
-pub fn page_size() -> usize {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if v > 0 {
-        v as usize
-    } else {
-        4096
-    }
-}
+/// `perf_event_open(2)`: see [`hvprof_perf::fd`].
+pub mod perf {
+    pub use hvprof_perf::abi::perf_event_attr;
+    pub use hvprof_perf::{PerfFd, Target};
 
-/// The number of configured CPUs (`sysconf(_SC_NPROCESSORS_CONF)`), at least 1.
-pub fn cpu_count() -> usize {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let v = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
-    if v > 0 {
-        v as usize
-    } else {
-        1
+    /// A zeroed `perf_event_attr` (all flags off); prefer [`hvprof_perf::abi::AttrBuilder`].
+    pub fn zeroed_attr() -> perf_event_attr {
+        perf_event_attr::default()
     }
 }

@@ -1,21 +1,21 @@
 //! `perf_event_open(2)` and the `PERF_EVENT_IOC_*` ioctls, as an owned [`PerfFd`].
 
 use std::fs::File;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use perf_event_open_sys as sys;
 use perf_event_open_sys::bindings::perf_event_attr;
 
 use crate::error::{Error, Result};
 
-/// What a perf event observes: one thread on any CPU, or every task on one CPU.
+/// What a perf event observes (the `pid`/`cpu` pair of perf_event_open(2)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Target {
-    /// One thread (`pid = tid, cpu = -1`).
+    /// One thread on any CPU (`pid = tid, cpu = -1`); `Thread(0)` is the calling thread.
     Thread(i32),
-    /// One CPU, all tasks (`pid = -1, cpu = n`): system-wide profiling; needs
-    /// `perf_event_paranoid <= 0` or CAP_PERFMON.
+    /// Every task on one CPU (`pid = -1, cpu = n`): system-wide profiling; needs
+    /// `kernel.perf_event_paranoid <= 0` or CAP_PERFMON.
     Cpu(u32),
 }
 
@@ -28,7 +28,7 @@ impl std::fmt::Display for Target {
     }
 }
 
-/// An open perf event file descriptor.
+/// An open perf event file descriptor; closed on drop.
 #[derive(Debug)]
 pub struct PerfFd {
     file: File,
@@ -36,25 +36,23 @@ pub struct PerfFd {
 }
 
 impl PerfFd {
-    /// Opens an event with `attr` on `target` (`PERF_FLAG_FD_CLOEXEC`, no group).
-    ///
-    /// `attr.size` is set here. `event` is only used in the error message.
+    /// Opens an event described by `attr` on `target` (`PERF_FLAG_FD_CLOEXEC`, no group).
+    /// `attr.size` is set to this build's struct size; `event` names it in errors.
     ///
     /// # Errors
-    /// [`Error::PerfEventOpen`] with the kernel's errno: `EACCES`/`EPERM` for
-    /// perf_event_paranoid or missing CAP_PERFMON, `ENOENT`/`EOPNOTSUPP` for an event the
-    /// hardware lacks, `ESRCH` for a thread that is gone.
-    pub fn open(attr: &mut perf_event_attr, target: Target, event: &str) -> Result<PerfFd> {
+    /// [`Error::Open`] with the kernel's errno (see there for their meanings).
+    pub fn open(attr: &perf_event_attr, target: Target, event: &str) -> Result<PerfFd> {
+        let mut attr = *attr;
         attr.size = std::mem::size_of::<perf_event_attr>() as u32;
         let (pid, cpu) = match target {
             Target::Thread(tid) => (tid, -1),
             Target::Cpu(c) => (-1, c as i32),
         };
         // SAFETY: `attr` is a valid, fully initialised perf_event_attr whose `size` matches the
-        // struct we pass; the kernel only reads it (and may write back `size` on E2BIG).
+        // struct we pass; the kernel reads it and may write back `size` (E2BIG) into our copy.
         let fd = unsafe {
             sys::perf_event_open(
-                attr as *mut perf_event_attr,
+                &mut attr,
                 pid,
                 cpu,
                 -1,
@@ -62,8 +60,8 @@ impl PerfFd {
             )
         };
         if fd < 0 {
-            return Err(Error::PerfEventOpen {
-                target: target.to_string(),
+            return Err(Error::Open {
+                target,
                 event: event.to_string(),
                 source: io::Error::last_os_error(),
             });
@@ -80,12 +78,12 @@ impl PerfFd {
     /// thread than the one reading its ring buffer.
     ///
     /// # Errors
-    /// [`Error::Sys`] when `dup` fails.
+    /// [`Error::Fd`] when `dup` fails.
     pub fn try_clone(&self) -> Result<PerfFd> {
-        let file = self.file.try_clone().map_err(|source| Error::Sys {
-            op: "dup(perf event fd)",
-            source,
-        })?;
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|source| self.fd_error("dup", source))?;
         Ok(PerfFd {
             file,
             target: self.target,
@@ -97,60 +95,80 @@ impl PerfFd {
         self.target
     }
 
-    /// The underlying file (for `mmap` and `poll`).
+    /// The underlying file (for `mmap(2)` and `poll(2)`).
     pub fn file(&self) -> &File {
         &self.file
     }
 
-    /// `PERF_EVENT_IOC_ENABLE`.
+    /// `PERF_EVENT_IOC_ENABLE`: start counting and sampling.
     ///
     /// # Errors
-    /// [`Error::PerfIoctl`].
+    /// [`Error::Fd`].
     pub fn enable(&self) -> Result<()> {
         // SAFETY: the fd is a live perf event fd; ENABLE takes an integer argument.
         let r = unsafe { sys::ioctls::ENABLE(self.file.as_raw_fd(), 0) };
-        check(r, "PERF_EVENT_IOC_ENABLE")
+        self.check(r, "PERF_EVENT_IOC_ENABLE")
     }
 
-    /// `PERF_EVENT_IOC_DISABLE`.
+    /// `PERF_EVENT_IOC_DISABLE`: stop counting and sampling.
     ///
     /// # Errors
-    /// [`Error::PerfIoctl`].
+    /// [`Error::Fd`].
     pub fn disable(&self) -> Result<()> {
         // SAFETY: the fd is a live perf event fd; DISABLE takes an integer argument.
         let r = unsafe { sys::ioctls::DISABLE(self.file.as_raw_fd(), 0) };
-        check(r, "PERF_EVENT_IOC_DISABLE")
+        self.check(r, "PERF_EVENT_IOC_DISABLE")
     }
 
-    /// Reads the event's count (`read(2)` with `read_format = 0`: one `u64`).
+    /// Enables (`on`) or disables the event.
     ///
     /// # Errors
-    /// [`Error::Sys`] when the read fails or is short.
+    /// [`Error::Fd`].
+    pub fn set_enabled(&self, on: bool) -> Result<()> {
+        if on {
+            self.enable()
+        } else {
+            self.disable()
+        }
+    }
+
+    /// Reads the event's count (`read(2)` with `read_format = 0`: one `u64`, in events).
+    ///
+    /// # Errors
+    /// [`Error::Fd`] when the read fails or is short.
     pub fn read_count(&self) -> Result<u64> {
-        use std::io::Read;
         let mut buf = [0u8; 8];
         (&self.file)
             .read_exact(&mut buf)
-            .map_err(|source| Error::Sys {
-                op: "read(perf event count)",
-                source,
-            })?;
+            .map_err(|source| self.fd_error("read(count)", source))?;
         Ok(u64::from_ne_bytes(buf))
     }
-}
 
-fn check(r: libc::c_int, op: &'static str) -> Result<()> {
-    if r < 0 {
-        Err(Error::PerfIoctl {
+    fn check(&self, r: libc::c_int, op: &'static str) -> Result<()> {
+        if r < 0 {
+            Err(self.fd_error(op, io::Error::last_os_error()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn fd_error(&self, op: &'static str, source: io::Error) -> Error {
+        Error::Fd {
             op,
-            source: io::Error::last_os_error(),
-        })
-    } else {
-        Ok(())
+            target: self.target,
+            source,
+        }
     }
 }
 
-/// Returns a zeroed `perf_event_attr` (all flags off, size set by [`PerfFd::open`]).
-pub fn zeroed_attr() -> perf_event_attr {
-    perf_event_attr::default()
+impl AsFd for PerfFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+impl AsRawFd for PerfFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
 }
