@@ -32,7 +32,9 @@
 
 mod analyze;
 mod cpuid;
+mod decide;
 mod error;
+mod evidence;
 mod host;
 mod kvm;
 mod model;
