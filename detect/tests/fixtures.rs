@@ -369,3 +369,38 @@ fn pvm_guest() {
     assert!(k.features.iter().any(|b| b.name == "PV_MMU"));
     assert!(render_text(&d).starts_with("hvprof detect: "));
 }
+
+#[test]
+fn pvh_guest_log_alone_is_pvh_with_high_confidence() {
+    // Only a PVH domU's boot log and cpuinfo: its own "Hypervisor detected: Xen PVH" line is
+    // PVH evidence, not another hypervisor's and not PV.
+    let d = run("xen_pvh_dmesg");
+    assert_eq!(d.verdict.kind, GuestKind::XenGuest);
+    assert_eq!(d.verdict.xen_mode, Some(XenMode::Pvh));
+    assert_eq!(d.verdict.confidence, Confidence::High);
+    assert!(d.verdict.conflicts.is_empty(), "{:?}", d.verdict.conflicts);
+    let line = "Hypervisor detected: Xen PVH";
+    let on_it: Vec<Signal> = d
+        .evidence
+        .iter()
+        .filter(|e| e.observed == line)
+        .map(|e| e.signal)
+        .collect();
+    assert_eq!(on_it, [Signal::XenPvh], "evidence drawn from {line:?}");
+    assert!(!d
+        .evidence
+        .iter()
+        .any(|e| matches!(e.signal, Signal::XenPv | Signal::OtherHypervisor)));
+    let x = d.xen.as_ref().expect("xen section");
+    assert_eq!(x.version.as_deref(), Some("4.17"));
+    let act = active(&d);
+    for f in [
+        "pv_interrupts",
+        "pv_timers",
+        "pv_spinlocks",
+        "pv_clock",
+        "pv_disks",
+    ] {
+        assert!(act.iter().any(|a| a == f), "{f} missing from {act:?}");
+    }
+}
