@@ -8,7 +8,7 @@ use std::path::Path;
 
 use object::{Object, ObjectKind, ObjectSegment, ObjectSymbol, SymbolKind};
 
-use crate::proto::{Segment, WireSymbol};
+use hvprof_proto::{Segment, WireSymbol};
 
 /// Largest file the helper reads, in bytes (512 MiB).
 pub const MAX_FILE: u64 = 512 << 20;

@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! use hvprof_guest::helper::{run, Options};
-//! use hvprof_guest::transport::Channel;
+//! use hvprof_proto::transport::Channel;
 //! let mut o = Options::new(Channel::Tcp("10.0.2.2:7777".into()));
 //! o.duration = Some(std::time::Duration::from_secs(10));
 //! let why = run(&o).unwrap();
@@ -22,17 +22,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hvprof_proto::{
+    FrameDecoder, Hello, Limits, Message, TaskKind, WireSample, WireSwitch, HELLO_KALLSYMS,
+    HELLO_MMAP_BUILD_ID, HELLO_SIDEBAND, LOST_HELPER, LOST_SAMPLES, LOST_SIDEBAND,
+};
+use hvprof_proto::transport::{Channel, SharedWriter, Stream};
+
 use crate::collect::{Collector, EventClock};
 use crate::elfsyms::{self, FileSymbols};
 use crate::perfrec::PerfEvent;
 use crate::procfs::{self, Proc};
-use crate::proto::{
-    FrameDecoder, Hello, Limits, Message, TaskKind, WireSample, WireSwitch, HELLO_KALLSYMS,
-    HELLO_MMAP_BUILD_ID, HELLO_SIDEBAND, LOST_HELPER, LOST_SAMPLES, LOST_SIDEBAND,
-};
 use crate::sender::Sender;
 use crate::sys;
-use crate::transport::{Channel, SharedWriter, Stream};
 
 /// Helper options (the command line).
 #[derive(Debug, Clone)]
@@ -152,7 +153,7 @@ pub fn run(opts: &Options) -> Result<String, HelperError> {
         &format!(
             "{} guest CPUs, clock {}, sampling {} Hz",
             cpus.len(),
-            if clock.clock_id == crate::proto::CLOCK_PERF_LOCAL {
+            if clock.clock_id == hvprof_proto::CLOCK_PERF_LOCAL {
                 "perf local (TSC convertible)".to_string()
             } else {
                 format!("clockid {}", clock.clock_id)
@@ -757,7 +758,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             "--port" => o.channel = Channel::Port(Some(PathBuf::from(get(&mut i)?))),
             "--vsock" => {
                 let v = get(&mut i)?;
-                let (cid, port) = crate::transport::parse_vsock(&v)
+                let (cid, port) = hvprof_proto::transport::parse_vsock(&v)
                     .ok_or_else(|| format!("--vsock wants CID:PORT, got {v:?}"))?;
                 o.channel = Channel::Vsock { cid, port };
             }

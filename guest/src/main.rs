@@ -15,9 +15,9 @@ fn main() {
     let opts = match helper::parse_args(&args) {
         Ok(mut o) => {
             // The guest image's init names the port in HVPROF_PORT.
-            if o.channel == hvprof_guest::transport::Channel::Port(None) {
+            if o.channel == hvprof_proto::transport::Channel::Port(None) {
                 if let Some(p) = std::env::var_os("HVPROF_PORT").filter(|p| !p.is_empty()) {
-                    o.channel = hvprof_guest::transport::Channel::Port(Some(p.into()));
+                    o.channel = hvprof_proto::transport::Channel::Port(Some(p.into()));
                 }
             }
             o

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::proto::Module;
+use hvprof_proto::Module;
 
 /// One executable file mapping from `/proc/PID/maps`.
 #[derive(Debug, Clone, PartialEq, Eq)]

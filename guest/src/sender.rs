@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use hvprof_guest::sender::Sender;
-//! use hvprof_guest::proto::{read_message, Limits, Message};
+//! use hvprof_proto::{read_message, Limits, Message};
 //! let mut s = Sender::new(Vec::new());
 //! s.send(&Message::Bye { reason: "done".into() }).unwrap();
 //! let bytes = s.into_inner();
@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 use std::io::{self, Write};
 
-use crate::proto::{Message, Segment, WireSample, WireSwitch, WireSymbol, MAX_STR};
+use hvprof_proto::{Message, Segment, WireSample, WireSwitch, WireSymbol, MAX_STR};
 
 /// Largest kallsyms piece per frame, in bytes (1 MiB).
 pub const KALLSYMS_CHUNK: usize = 1 << 20;
@@ -223,7 +223,7 @@ impl<W: Write> Sender<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{FrameDecoder, Limits};
+    use hvprof_proto::{FrameDecoder, Limits};
 
     #[test]
     fn big_table_is_chunked_under_the_limit_and_sent_once() {

@@ -1,14 +1,11 @@
 //! Every `unsafe` of the hvprof-guest crate outside the perf layer (`hvprof-perf`, which owns
-//! `perf_event_open(2)`, its ioctls and ring buffers, and `rdtsc`): `poll(2)`, signal handlers and
-//! AF_VSOCK sockets.
+//! `perf_event_open(2)`, its ioctls and ring buffers, and `rdtsc`) and the channel
+//! (`hvprof-proto`, which owns `poll(2)` and AF_VSOCK sockets): `clock_gettime` and signal
+//! handlers.
 //!
 //! Each block states why it is sound. Everything else in the crate is safe code on top.
 
-use std::fs::File;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 /// `clock_gettime(clock)` in ns.
 pub fn clock_ns(clock: libc::clockid_t) -> u64 {
@@ -24,53 +21,6 @@ pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     (ts.tv_sec as u64)
         .saturating_mul(1_000_000_000)
         .saturating_add(ts.tv_nsec as u64)
-}
-
-/// Result of [`poll_one`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PollState {
-    /// Readable.
-    pub readable: bool,
-    /// Writable.
-    pub writable: bool,
-    /// Hung up (a virtio-serial port whose host side is not connected).
-    pub hangup: bool,
-}
-
-/// `poll(2)` on one fd for input (and output when `write`), waiting at most `timeout`.
-/// Hang-up is always reported.
-///
-/// # Errors
-/// poll's errno (EINTR is reported as nothing ready).
-pub fn poll_one(fd: RawFd, write: bool, timeout: Duration) -> io::Result<PollState> {
-    let mut p = libc::pollfd {
-        fd,
-        events: if write {
-            libc::POLLIN | libc::POLLOUT
-        } else {
-            libc::POLLIN
-        },
-        revents: 0,
-    };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: one valid pollfd, count 1.
-    let r = unsafe { libc::poll(&mut p, 1, ms) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(PollState {
-                readable: false,
-                writable: false,
-                hangup: false,
-            });
-        }
-        return Err(e);
-    }
-    Ok(PollState {
-        readable: p.revents & libc::POLLIN != 0,
-        writable: p.revents & libc::POLLOUT != 0,
-        hangup: p.revents & (libc::POLLHUP | libc::POLLERR) != 0,
-    })
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -98,115 +48,6 @@ pub fn install_signal_handlers() {
 /// True once SIGINT or SIGTERM arrived.
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::Relaxed)
-}
-
-fn vsock_addr(cid: u32, port: u32) -> libc::sockaddr_vm {
-    // SAFETY: sockaddr_vm is plain old data; all-zero is a valid value.
-    let mut a: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
-    a.svm_family = libc::AF_VSOCK as libc::sa_family_t;
-    a.svm_cid = cid;
-    a.svm_port = port;
-    a
-}
-
-fn vsock_socket() -> io::Result<OwnedFd> {
-    // SAFETY: socket(2) has no memory preconditions.
-    let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Connects an AF_VSOCK stream socket to `cid:port`; the stream is returned as a `File`
-/// (read/write work on sockets).
-///
-/// # Errors
-/// socket/connect errno (`EAFNOSUPPORT` without vsock support).
-pub fn vsock_connect(cid: u32, port: u32) -> io::Result<File> {
-    let s = vsock_socket()?;
-    let a = vsock_addr(cid, port);
-    // SAFETY: `a` is a valid sockaddr_vm and the length passed is its size.
-    let r = unsafe {
-        libc::connect(
-            s.as_raw_fd(),
-            &a as *const libc::sockaddr_vm as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(File::from(s))
-}
-
-/// A listening AF_VSOCK socket.
-#[derive(Debug)]
-pub struct VsockListener(OwnedFd);
-
-impl VsockListener {
-    /// Binds `VMADDR_CID_ANY:port` and listens.
-    ///
-    /// # Errors
-    /// socket/bind/listen errno.
-    pub fn bind(port: u32) -> io::Result<VsockListener> {
-        let s = vsock_socket()?;
-        let a = vsock_addr(libc::VMADDR_CID_ANY, port);
-        // SAFETY: `a` is a valid sockaddr_vm and the length passed is its size.
-        let r = unsafe {
-            libc::bind(
-                s.as_raw_fd(),
-                &a as *const libc::sockaddr_vm as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: listen(2) on a socket we own.
-        if unsafe { libc::listen(s.as_raw_fd(), 1) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(VsockListener(s))
-    }
-
-    /// Accepts one connection: the stream and the peer's CID.
-    ///
-    /// # Errors
-    /// accept's errno.
-    pub fn accept(&self) -> io::Result<(File, u32)> {
-        let mut a = vsock_addr(0, 0);
-        let mut len = std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t;
-        // SAFETY: `a`/`len` describe a writable sockaddr_vm buffer of the given size.
-        let fd = unsafe {
-            libc::accept4(
-                self.0.as_raw_fd(),
-                &mut a as *mut libc::sockaddr_vm as *mut libc::sockaddr,
-                &mut len,
-                libc::SOCK_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor owned by nobody else.
-        let f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        Ok((f, a.svm_cid))
-    }
-
-    /// The listening fd (for `poll`).
-    pub fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-}
-
-/// `shutdown(fd, SHUT_RDWR)`, ignoring errors (wakes a thread blocked in `read`).
-pub fn shutdown(fd: RawFd) {
-    // SAFETY: shutdown(2) has no memory preconditions; a bad fd only yields an errno.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_RDWR);
-    }
 }
 
 #[cfg(test)]
