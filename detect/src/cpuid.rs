@@ -9,6 +9,11 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+#[cfg(target_arch = "x86")]
+use core::arch::x86 as arch;
+#[cfg(target_arch = "x86_64")]
+use core::arch::x86_64 as arch;
+
 /// First hypervisor leaf (Intel SDM Vol. 2A, CPUID: "leaves 40000000H–4FFFFFFFH are reserved
 /// for hypervisor use"; Linux `arch/x86/include/uapi/asm/kvm_para.h` `KVM_CPUID_SIGNATURE`).
 pub const HYPERVISOR_LEAF_FIRST: u32 = 0x4000_0000;
@@ -213,27 +218,14 @@ impl CpuidDump {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
 #[allow(unused_unsafe)] // `__cpuid_count` became a safe fn in newer toolchains; MSRV 1.80 needs `unsafe`.
 fn raw_cpuid(leaf: u32, sub: u32) -> CpuidRegs {
-    // SAFETY: CPUID exists on every x86_64 CPU (it is part of the x86_64 baseline), so the
-    // intrinsic's only precondition, that the instruction is available, holds. It reads no
-    // memory and has no side effects visible to Rust.
-    let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, sub) };
-    CpuidRegs {
-        eax: r.eax,
-        ebx: r.ebx,
-        ecx: r.ecx,
-        edx: r.edx,
-    }
-}
-
-#[cfg(target_arch = "x86")]
-#[allow(unused_unsafe)] // see the x86_64 variant
-fn raw_cpuid(leaf: u32, sub: u32) -> CpuidRegs {
-    // SAFETY: hvprof targets CPUs from the last two decades, all of which have CPUID (i486
-    // and later); the intrinsic reads no memory.
-    let r = unsafe { core::arch::x86::__cpuid_count(leaf, sub) };
+    // SAFETY: the intrinsic's only precondition is that the CPUID instruction exists. It does
+    // on every x86_64 CPU (part of the x86_64 baseline) and on every 32-bit x86 CPU hvprof
+    // targets (i486 and later, the last two decades). It reads no memory and has no side
+    // effects visible to Rust.
+    let r = unsafe { arch::__cpuid_count(leaf, sub) };
     CpuidRegs {
         eax: r.eax,
         ebx: r.ebx,

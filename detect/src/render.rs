@@ -22,6 +22,17 @@ fn confidence(c: Confidence) -> &'static str {
     }
 }
 
+/// `heading`, then `  - item` for each of `items`, or `  <empty>` when there are none.
+fn bullets(o: &mut String, heading: &str, items: &[String], empty: &str) {
+    let _ = writeln!(o, "{heading}");
+    if items.is_empty() {
+        let _ = writeln!(o, "  {empty}");
+    }
+    for i in items {
+        let _ = writeln!(o, "  - {i}");
+    }
+}
+
 fn probe(p: &Probe) -> String {
     match p {
         Probe::NotProbed => "not probed (run with --probe)".to_string(),
@@ -331,20 +342,18 @@ pub fn render_text(d: &Detection) -> String {
             let _ = writeln!(o, "  - {}: {}: {}", r.source, r.observed, r.why);
         }
     }
-    let _ = writeln!(o, "\nhvprof can measure here:");
-    if d.can_measure.is_empty() {
-        let _ = writeln!(o, "  (nothing)");
-    }
-    for c in &d.can_measure {
-        let _ = writeln!(o, "  - {c}");
-    }
-    let _ = writeln!(o, "hvprof cannot measure here:");
-    if d.cannot_measure.is_empty() {
-        let _ = writeln!(o, "  (no known limits)");
-    }
-    for c in &d.cannot_measure {
-        let _ = writeln!(o, "  - {c}");
-    }
+    bullets(
+        &mut o,
+        "\nhvprof can measure here:",
+        &d.can_measure,
+        "(nothing)",
+    );
+    bullets(
+        &mut o,
+        "hvprof cannot measure here:",
+        &d.cannot_measure,
+        "(no known limits)",
+    );
     if !d.problems.is_empty() {
         let _ = writeln!(o, "\nInput problems:");
         for p in &d.problems {
