@@ -159,7 +159,8 @@ pub struct WireSwitch {
 }
 
 impl Record for WireSwitch {
-    const MIN_LEN: usize = 21;
+    const MIN_LEN: usize =
+        3 * <U32 as Wire<u32>>::MIN_LEN + <U64 as Wire<u64>>::MIN_LEN + <U8 as Wire<u8>>::MIN_LEN;
 
     fn put(&self, w: &mut Enc<'_>) {
         U32::put(&self.cpu, w);
