@@ -10,12 +10,15 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hvprof::aggregate::Aggregator;
 use hvprof::attribute::{Attributor, HostSymbols};
+use hvprof::model::{GuestMachine, Machines, Thread, Vcpu, VmId};
 use hvprof::perf::abi;
 use hvprof::perf::record::{encode, CpuMode, Record, RecordDecoder};
-use hvprof::report::{Aggregator, Meta, ThreadMeta, VmMeta};
+use hvprof::report::Meta;
 
 const HVPROF: &str = env!("CARGO_BIN_EXE_hvprof");
 
@@ -38,9 +41,28 @@ fn pipeline() {
         .as_ref()
         .map(|k| k.iter().step_by(997).map(|s| s.addr + 1).collect())
         .unwrap_or_default();
-    let mut attr = Attributor::new(host, Path::new("/proc"));
-    attr.set_guest_symbols(Some(100), hvprof_symbols::Kallsyms::load(&map).unwrap());
-    attr.add_vcpu_thread(101);
+    let mut vm = GuestMachine::new(VmId::Vmm(100), "bench");
+    vm.vcpus.push(Vcpu {
+        index: 0,
+        tid: Some(101),
+    });
+    vm.threads.insert(
+        101,
+        Thread {
+            tid: 101,
+            name: "vcpu0".into(),
+            vcpu: Some(0),
+            tcg: false,
+        },
+    );
+    let mut machines = Machines::new();
+    machines.add(vm);
+    machines.set_guest_kernel_symbols(
+        Some(VmId::Vmm(100)),
+        Arc::new(hvprof_symbols::Kallsyms::load(&map).unwrap()),
+    );
+    let machines = Arc::new(machines);
+    let mut attr = Attributor::new(host, Path::new("/proc"), Arc::clone(&machines));
     let mut bytes = Vec::with_capacity(48 << 20);
     let n = 1_000_000u64;
     let me = std::process::id();
@@ -81,20 +103,7 @@ fn pipeline() {
             );
         }
     }
-    let mut agg = Aggregator::new();
-    agg.add_vm(VmMeta {
-        pid: 100,
-        name: "bench".into(),
-        vcpus: vec![(0, Some(101))],
-    });
-    agg.add_thread(
-        101,
-        ThreadMeta {
-            vm: Some(100),
-            vcpu: Some(0),
-            name: "vcpu0".into(),
-        },
-    );
+    let mut agg = Aggregator::new(machines);
     let t0 = Instant::now();
     let mut decoded = 0u64;
     RecordDecoder::new(abi::HVPROF_SAMPLE_TYPE).decode(&bytes, |r| {
@@ -116,7 +125,7 @@ fn pipeline() {
         kernel: String::new(),
         start_unix_ns: 0,
     };
-    let p = agg.build(meta, None, 10);
+    let p = agg.snapshot(meta, None, 10);
     let dt_build = t1.elapsed();
     println!(
         "== pipeline: decode + attribute + aggregate, {decoded} samples ({} MiB of records)",

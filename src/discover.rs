@@ -24,6 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -121,14 +122,85 @@ impl Vm {
             .find(|t| t.tid == tid)
             .map(|t| t.comm.as_str())
     }
+
+    /// This VM as a guest machine of the [`crate::model::Machines`]: keyed by its VMM pid,
+    /// with its vCPUs and threads (kernel workers of the VM included). A vCPU thread of an emulator
+    /// (`accel` tcg) is marked `tcg`.
+    pub fn to_machine(&self) -> crate::model::GuestMachine {
+        use crate::model::{GuestMachine, Thread, Vcpu, VmId};
+        let mut g = GuestMachine::new(VmId::Vmm(self.pid), self.name.clone());
+        g.vcpus = self
+            .vcpus
+            .iter()
+            .map(|v| Vcpu {
+                index: v.index,
+                tid: v.tid,
+            })
+            .collect();
+        for t in &self.threads {
+            let vcpu = self.vcpu_of_tid(t.tid);
+            let tcg = vcpu.is_some() && (self.accel == "tcg" || t.comm.ends_with("/TCG"));
+            g.threads.insert(
+                t.tid,
+                Thread {
+                    tid: t.tid,
+                    name: t.comm.clone(),
+                    vcpu,
+                    tcg,
+                },
+            );
+        }
+        g
+    }
+}
+
+/// What a scan of every process found: the VMs, and how many processes could not be
+/// inspected for lack of permission.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmScan {
+    /// The VMs, by pid.
+    pub vms: Vec<Vm>,
+    /// Processes whose `/proc/PID/fd` could not be listed or whose fd links could not be read
+    /// (`EACCES`/`EPERM`: another user's process without CAP_DAC_READ_SEARCH and
+    /// CAP_SYS_PTRACE). Any of them may be a VM missing from `vms`. Kernel threads
+    /// (`PF_KTHREAD`), which are never VMs, are not counted.
+    pub denied: usize,
 }
 
 /// Finds every KVM VM under `proc_root`. Processes that vanish or cannot be read while being
-/// scanned are skipped (as `ps` does).
+/// scanned are skipped (as `ps` does); [`scan_vms`] also counts those it lacked permission for.
 ///
 /// # Errors
 /// [`Error::Read`] when `proc_root` itself cannot be listed.
 pub fn find_vms(proc_root: &Path, debugfs: Option<&Path>) -> Result<Vec<Vm>> {
+    scan_vms(proc_root, debugfs).map(|s| s.vms)
+}
+
+/// Finds every KVM VM under `proc_root`, and counts the processes that could not be inspected
+/// for lack of permission ([`VmScan::denied`]). One unreadable process never fails the scan.
+///
+/// # Errors
+/// [`Error::Read`] when `proc_root` itself cannot be listed.
+pub fn scan_vms(proc_root: &Path, debugfs: Option<&Path>) -> Result<VmScan> {
+    scan_with(proc_root, debugfs, &read_fd_links)
+}
+
+/// The fds of a process, from its fd directory: `(fd number, link target or readlink error)`.
+/// An indirection so tests can deny permission, which root (the test runner) is never denied.
+type FdLinks<'a> = &'a dyn Fn(&Path) -> io::Result<Vec<(u32, io::Result<PathBuf>)>>;
+
+/// Lists `fddir` (`/proc/PID/fd`) and reads each fd's link.
+fn read_fd_links(fddir: &Path) -> io::Result<Vec<(u32, io::Result<PathBuf>)>> {
+    let mut fds = Vec::new();
+    for e in fs::read_dir(fddir)?.flatten() {
+        if let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
+            fds.push((fd, fs::read_link(e.path())));
+        }
+    }
+    Ok(fds)
+}
+
+fn scan_with(proc_root: &Path, debugfs: Option<&Path>, links: FdLinks<'_>) -> Result<VmScan> {
     let rd = fs::read_dir(proc_root).map_err(|source| Error::Read {
         path: proc_root.to_path_buf(),
         source,
@@ -137,37 +209,70 @@ pub fn find_vms(proc_root: &Path, debugfs: Option<&Path>) -> Result<Vec<Vm>> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     pids.sort_unstable();
-    Ok(pids
-        .into_iter()
-        .filter_map(|pid| inspect(proc_root, debugfs, pid).ok())
-        .collect())
+    let mut scan = VmScan::default();
+    for pid in pids {
+        match inspect_with(proc_root, debugfs, pid, links) {
+            Ok(vm) => scan.vms.push(vm),
+            Err(Error::Read { source, .. })
+                if source.kind() == io::ErrorKind::PermissionDenied
+                    && !is_kernel_thread(proc_root, pid) =>
+            {
+                scan.denied += 1
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(scan)
+}
+
+/// Whether `/proc/PID/stat` (world-readable) has `PF_KTHREAD` in its flags.
+fn is_kernel_thread(proc_root: &Path, pid: i32) -> bool {
+    fs::read_to_string(proc_root.join(format!("{pid}/stat")))
+        .ok()
+        .and_then(|s| task_flags(&s))
+        .is_some_and(|f| f & PF_KTHREAD != 0)
 }
 
 /// Inspects one process and returns it as a [`Vm`].
 ///
 /// # Errors
-/// [`Error::NoSuchProcess`] when `/proc/PID` does not exist, [`Error::Read`] when its fd
-/// directory cannot be read (another user's process without CAP_SYS_PTRACE), and
-/// [`Error::NotAVm`] when it holds no `kvm-vm` fd and is no QEMU TCG process.
+/// [`Error::NoSuchProcess`] when `/proc/PID` does not exist; [`Error::Read`] when its fd
+/// directory cannot be listed, or when it shows no `kvm-vm` fd but some fd links could not be
+/// read (another user's process without CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE: the source
+/// is then `PermissionDenied`); [`Error::NotAVm`] when it holds no `kvm-vm` fd and is no QEMU
+/// TCG process.
 pub fn inspect(proc_root: &Path, debugfs: Option<&Path>, pid: i32) -> Result<Vm> {
+    inspect_with(proc_root, debugfs, pid, &read_fd_links)
+}
+
+fn inspect_with(
+    proc_root: &Path,
+    debugfs: Option<&Path>,
+    pid: i32,
+    links: FdLinks<'_>,
+) -> Result<Vm> {
     let pdir = proc_root.join(pid.to_string());
     if !pdir.is_dir() {
         return Err(Error::NoSuchProcess { pid });
     }
     let comm = read_trim(&pdir.join("comm")).unwrap_or_default();
     let fddir = pdir.join("fd");
-    let rd = fs::read_dir(&fddir).map_err(|source| Error::Read {
+    let fds = links(&fddir).map_err(|source| Error::Read {
         path: fddir.clone(),
         source,
     })?;
     let mut vm_fds = Vec::new();
     let mut vcpu_fds: BTreeMap<u32, u32> = BTreeMap::new(); // fd -> index
-    for e in rd.flatten() {
-        let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(link) = fs::read_link(e.path()) else {
-            continue;
+    let mut denied_link: Option<(u32, io::Error)> = None;
+    for (fd, link) in fds {
+        let link = match link {
+            Ok(link) => link,
+            Err(e) => {
+                if e.kind() == io::ErrorKind::PermissionDenied && denied_link.is_none() {
+                    denied_link = Some((fd, e));
+                }
+                continue;
+            }
         };
         let link = link.to_string_lossy();
         if link == "anon_inode:kvm-vm" {
@@ -187,6 +292,12 @@ pub fn inspect(proc_root: &Path, debugfs: Option<&Path>, pid: i32) -> Result<Vm>
             .any(|t| t.comm.starts_with("CPU ") && t.comm.ends_with("/TCG"))
             || comm.starts_with("qemu-system"));
     if vm_fds.is_empty() && !tcg {
+        if let Some((fd, source)) = denied_link {
+            return Err(Error::Read {
+                path: fddir.join(fd.to_string()),
+                source,
+            });
+        }
         return Err(Error::NotAVm { pid, comm });
     }
     vm_fds.sort_unstable();
@@ -475,6 +586,76 @@ mod tests {
         assert_eq!(kvm_run_fd("-1 0x7ffd 0x7f12"), None);
         assert_eq!(kvm_run_fd("7 0x5 0x1 0x0 0 0 0 0 0"), None);
         assert_eq!(kvm_run_fd(""), None);
+    }
+
+    /// A process in a fake proc tree: comm, stat flags, and fd links.
+    fn fake_proc(root: &Path, pid: i32, comm: &str, flags: u64, fds: &[(u32, &str)]) {
+        let p = root.join(pid.to_string());
+        fs::create_dir_all(p.join("fd")).unwrap();
+        fs::create_dir_all(p.join("task").join(pid.to_string())).unwrap();
+        fs::write(p.join("comm"), format!("{comm}\n")).unwrap();
+        fs::write(
+            p.join("stat"),
+            format!("{pid} ({comm}) S 0 {pid} {pid} 0 -1 {flags} 0 0"),
+        )
+        .unwrap();
+        for (fd, target) in fds {
+            std::os::unix::fs::symlink(target, p.join("fd").join(fd.to_string())).unwrap();
+        }
+    }
+
+    /// Permission denied for another user's processes, injected into the fd reader (the tests
+    /// run as root, which the kernel never denies): pid 200's fd directory cannot be listed
+    /// (EACCES), pid 300's links cannot be read (EPERM), pid 2 is a kernel thread (EACCES).
+    #[test]
+    fn processes_without_permission_are_counted_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fake_proc(root, 2, "kthreadd", PF_KTHREAD, &[]);
+        fake_proc(root, 100, "qemu-kvm", 0, &[(10, "anon_inode:kvm-vm")]);
+        fake_proc(root, 200, "other-user", 0, &[(3, "anon_inode:kvm-vm")]);
+        fake_proc(root, 300, "setuid-thing", 0, &[(3, "/dev/null")]);
+        fake_proc(root, 400, "bash", 0, &[(0, "/dev/pts/0")]);
+        // pid 500: one unreadable link, but its kvm-vm fd is readable: still a VM.
+        fake_proc(root, 500, "fc", 0, &[(4, "anon_inode:kvm-vm"), (5, "x")]);
+        let denied = |fddir: &Path| -> io::Result<Vec<(u32, io::Result<PathBuf>)>> {
+            let pid = fddir.parent().and_then(Path::file_name);
+            let pid = pid.and_then(|p| p.to_str()).unwrap_or_default();
+            match pid {
+                "2" | "200" => Err(io::Error::from_raw_os_error(libc::EACCES)),
+                "300" => Ok(vec![(3, Err(io::Error::from_raw_os_error(libc::EPERM)))]),
+                "500" => Ok(vec![
+                    (4, fs::read_link(fddir.join("4"))),
+                    (5, Err(io::Error::from_raw_os_error(libc::EACCES))),
+                ]),
+                _ => read_fd_links(fddir),
+            }
+        };
+        let scan = scan_with(root, None, &denied).unwrap();
+        assert_eq!(
+            scan.vms.iter().map(|v| v.pid).collect::<Vec<_>>(),
+            vec![100, 500]
+        );
+        assert_eq!(scan.denied, 2, "pids 200 and 300; not the kernel thread");
+
+        let err = inspect_with(root, None, 300, &denied).unwrap_err();
+        assert!(
+            matches!(&err, Error::Read { path, source }
+                if path.ends_with("300/fd/3") && source.kind() == io::ErrorKind::PermissionDenied),
+            "{err:?}"
+        );
+        assert!(matches!(
+            inspect_with(root, None, 400, &denied),
+            Err(Error::NotAVm { pid: 400, .. })
+        ));
+
+        // The real reader, as root: nothing is denied.
+        let scan = scan_vms(root, None).unwrap();
+        assert_eq!(
+            scan.vms.iter().map(|v| v.pid).collect::<Vec<_>>(),
+            vec![100, 200, 500]
+        );
+        assert_eq!(scan.denied, 0);
     }
 
     #[test]

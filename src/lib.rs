@@ -16,11 +16,13 @@
 //! `hvprof-testvm`, virtualization detection in `hvprof-detect`.
 
 pub mod active;
+pub mod aggregate;
 pub mod attribute;
 pub mod collect;
 pub mod counters;
 pub mod discover;
 pub mod error;
+pub mod model;
 pub mod probe;
 pub mod recording;
 pub mod report;

@@ -13,14 +13,20 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::attribute::Attributed;
+use std::sync::Arc;
+
+use hvprof_symbols::Kallsyms;
+
+use crate::aggregate::Aggregator;
+use crate::attribute::{guest_symbol, Attributed};
 use crate::error::{Error, Result};
-use crate::report::{Aggregator, Meta, ThreadMeta, VmMeta};
+use crate::model::{Address, GuestMachine, Machines, VmId};
+use crate::report::Meta;
 
 /// The value of [`Header::format`].
 pub const FORMAT_NAME: &str = "hvprof-recording";
-/// The version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version this build writes and reads (2: the header carries the machines).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// First line of a recording.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,10 +37,9 @@ pub struct Header {
     pub version: u32,
     /// Collection parameters (`duration_ns` is 0 here; the real one is in [`Entry::End`]).
     pub meta: Meta,
-    /// VMs profiled.
-    pub vms: Vec<VmMeta>,
-    /// Known threads: tid and identity.
-    pub threads: Vec<(i32, ThreadMeta)>,
+    /// The VMs profiled, as guest machines: vCPUs and threads (guest symbols are not stored:
+    /// give them again to `report`).
+    pub vms: Vec<GuestMachine>,
 }
 
 /// One line after the header.
@@ -159,15 +164,15 @@ pub struct Replay {
 pub const MAX_LINE: u64 = 1 << 20;
 
 /// Reads a recording line by line straight into an [`Aggregator`] (memory stays bounded by
-/// the aggregate, not the file), passing each sample through `each_sample` first (to resolve
-/// guest symbols again, say).
+/// the aggregate, not the file). Guest-mode samples are resolved again through
+/// `guest_kallsyms` (per VMM pid, or `None` for every VM) when any is given.
 ///
 /// # Errors
 /// [`Error::Read`] when the file cannot be opened or read, [`Error::CorruptRecording`] with the
 /// line number when a line is longer than [`MAX_LINE`], is not valid JSON of the expected shape,
 /// or the header is not an hvprof recording of a supported version. A final line cut off
 /// mid-way (a crash while writing) is dropped and the replay marked incomplete.
-pub fn replay(path: &Path, mut each_sample: impl FnMut(&mut Attributed)) -> Result<Replay> {
+pub fn replay(path: &Path, guest_kallsyms: Vec<(Option<i32>, Kallsyms)>) -> Result<Replay> {
     let f = File::open(path).map_err(|source| Error::Read {
         path: path.into(),
         source,
@@ -217,13 +222,16 @@ pub fn replay(path: &Path, mut each_sample: impl FnMut(&mut Attributed)) -> Resu
             ),
         ));
     }
-    let mut agg = Aggregator::new();
+    let mut machines = Machines::new();
     for vm in &header.vms {
-        agg.add_vm(vm.clone());
+        machines.add(vm.clone());
     }
-    for (tid, m) in &header.threads {
-        agg.add_thread(*tid, m.clone());
+    let resolve = !guest_kallsyms.is_empty();
+    for (pid, k) in guest_kallsyms {
+        machines.set_guest_kernel_symbols(pid.map(VmId::Vmm), Arc::new(k));
     }
+    let machines = Arc::new(machines);
+    let mut agg = Aggregator::new(Arc::clone(&machines));
     let (mut duration_ns, mut hidden, mut complete) = (0, None, false);
     let (mut first_time, mut last_time) = (None, 0u64);
     let mut lineno = 1;
@@ -243,13 +251,16 @@ pub fn replay(path: &Path, mut each_sample: impl FnMut(&mut Attributed)) -> Resu
             Entry::Sample(mut a) => {
                 first_time.get_or_insert(a.sample.time_ns);
                 last_time = last_time.max(a.sample.time_ns);
-                each_sample(&mut a);
+                if let (true, Address::Guest(ip)) = (resolve, Address::of_sample(&a.sample)) {
+                    let vm = machines.owner_of(&a.sample);
+                    a.symbol = guest_symbol(&machines, vm, ip, a.sample.cpumode);
+                }
                 agg.add(&a);
             }
             Entry::Lost { tid, n } => agg.add_lost(tid, n),
             Entry::Throttle { tid } => agg.add_throttle(tid),
             Entry::OnCpu { tid, ns } => agg.set_on_cpu(tid, ns),
-            Entry::GuestView { vm, view } => agg.set_guest_view(vm, *view),
+            Entry::GuestView { vm, view } => agg.set_guest_view(VmId::Vmm(vm), *view),
             Entry::Note { text } => agg.note(text),
             Entry::End {
                 duration_ns: d,

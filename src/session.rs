@@ -20,13 +20,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::RecvTimeoutError;
 use hvprof_symbols::Kallsyms;
 
+use crate::aggregate::Aggregator;
 use crate::attribute::{Attributor, HostSymbols};
 use crate::collect::{Batch, ReaderSet};
 use crate::counters::{open_counter, CounterSpec, EventSpec};
 use crate::discover::{self, Vm};
 use crate::error::{Error, Result};
+use crate::model::{Machines, VmId};
 use crate::recording::{self, Entry, Header};
-use crate::report::{Aggregator, Meta, Profile, ThreadMeta, VmMeta};
+use crate::report::{Meta, Profile};
 use hvprof_perf::abi;
 use hvprof_perf::record::{Record, RecordDecoder};
 use hvprof_perf::{RingBuffer, Target};
@@ -189,44 +191,25 @@ pub fn record(
     if let Some(e) = &host.kallsyms_error {
         notes.push(format!("host kernel symbols unavailable: {e}"));
     }
-    let mut attributor = Attributor::new(host, &proc_root);
+    // The machine model: every VM, its vCPUs and threads, its guest symbols.
+    let mut machines = Machines::new();
+    for vm in &vms {
+        machines.add(vm.to_machine());
+    }
     for (pid, path) in &opts.guest_kallsyms {
         let syms = Kallsyms::load(path).map_err(|source| Error::Symbols {
             path: path.clone(),
             source,
         })?;
-        attributor.set_guest_symbols(*pid, syms);
+        machines.set_guest_kernel_symbols(pid.map(VmId::Vmm), Arc::new(syms));
     }
+    let machines = Arc::new(machines);
+    let mut attributor = Attributor::new(host, &proc_root, Arc::clone(&machines));
 
-    // Aggregator and recording header.
-    let mut agg = Aggregator::new();
-    let mut threads: Vec<(i32, ThreadMeta)> = Vec::new();
-    let mut vm_metas = Vec::new();
+    // Aggregator (VMs and threads come from the machines).
+    let agg = Aggregator::new(Arc::clone(&machines));
     for vm in &vms {
-        let meta = VmMeta {
-            pid: vm.pid,
-            name: vm.name.clone(),
-            vcpus: vm.vcpus.iter().map(|v| (v.index, v.tid)).collect(),
-        };
-        agg.add_vm(meta.clone());
-        vm_metas.push(meta);
         attributor.snapshot_maps(vm.pid);
-        for t in &vm.threads {
-            let vcpu = vm.vcpu_of_tid(t.tid);
-            if vcpu.is_some() {
-                attributor.add_vcpu_thread(t.tid);
-                if t.comm.ends_with("/TCG") {
-                    attributor.add_tcg_thread(t.tid);
-                }
-            }
-            let m = ThreadMeta {
-                vm: Some(vm.pid),
-                vcpu,
-                name: t.comm.clone(),
-            };
-            agg.add_thread(t.tid, m.clone());
-            threads.push((t.tid, m));
-        }
     }
     let start_unix_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -259,8 +242,7 @@ pub fn record(
                 format: recording::FORMAT_NAME.into(),
                 version: recording::FORMAT_VERSION,
                 meta: meta.clone(),
-                vms: vm_metas,
-                threads: threads.clone(),
+                vms: machines.guests().cloned().collect(),
             },
         )?),
         None => None,
@@ -348,9 +330,10 @@ pub fn record(
             crate::error_chain(&e)
         ));
     }
-    let on_cpu_start: HashMap<i32, u64> = threads
-        .iter()
-        .filter_map(|(tid, _)| Some((*tid, on_cpu_ns(&proc_root, *tid)?)))
+    let on_cpu_start: HashMap<i32, u64> = machines
+        .guests()
+        .flat_map(|g| g.threads.keys())
+        .filter_map(|&tid| Some((tid, on_cpu_ns(&proc_root, tid)?)))
         .collect();
     let t0 = Instant::now();
     for f in &enable_list {
@@ -364,18 +347,7 @@ pub fn record(
         writer,
         hung_up: HashSet::new(),
         notes,
-        active_vm: active.as_ref().map(|(_, pid)| {
-            let vm = vms.iter().find(|v| v.pid == *pid);
-            let vcpus = vm
-                .map(|v| {
-                    v.vcpus
-                        .iter()
-                        .filter_map(|c| Some((c.tid?, c.index)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            (*pid, vcpus)
-        }),
+        active_vm: active.as_ref().map(|(_, pid)| VmId::Vmm(*pid)),
         host_tagged: Vec::new(),
         ring_notes: 0,
     };
@@ -454,7 +426,7 @@ pub fn record(
     if let Some(h) = guest_ip_hint {
         agg.set_guest_ip_hint(h);
     }
-    let profile = agg.build(meta, guest_ips_hidden, usize::MAX);
+    let profile = agg.snapshot(meta, guest_ips_hidden, usize::MAX);
     Ok(RecordOutcome {
         profile,
         stopped_because,
@@ -469,10 +441,10 @@ struct Sink {
     writer: Option<recording::Writer>,
     hung_up: HashSet<Target>,
     notes: Vec<String>,
-    /// Active mode: the VM whose guest-tagged samples are held back, its vCPU index by tid,
-    /// and the samples held back.
-    active_vm: Option<(i32, HashMap<i32, u32>)>,
-    host_tagged: Vec<(crate::record::Sample, u32)>,
+    /// Active mode: the VM whose guest-tagged samples are held back (with their vCPU index)
+    /// for the merge with the helper's view.
+    active_vm: Option<VmId>,
+    host_tagged: Vec<(hvprof_perf::Sample, u32)>,
     ring_notes: usize,
 }
 
@@ -522,12 +494,14 @@ impl Sink {
             let entry = match r {
                 Record::Sample(rec) => {
                     let s = rec.sample;
-                    if let Some((vm, vcpus)) = &self.active_vm {
-                        if s.cpumode.is_guest() && s.pid == *vm {
-                            if let Some(&i) = vcpus.get(&s.tid) {
-                                self.host_tagged.push((s, i));
-                                continue;
-                            }
+                    if let (Some(vm), true) = (self.active_vm, s.cpumode.is_guest()) {
+                        let vcpu = match self.attributor.machines().thread(s.tid) {
+                            Some((g, Some(t))) if g.id == vm => t.vcpu,
+                            _ => None,
+                        };
+                        if let Some(i) = vcpu {
+                            self.host_tagged.push((s, i));
+                            continue;
                         }
                     }
                     let a = self.attributor.attribute(&s);
@@ -593,7 +567,7 @@ impl Sink {
             vm,
             view: Box::new(view.clone()),
         })?;
-        self.agg.set_guest_view(vm, view);
+        self.agg.set_guest_view(VmId::Vmm(vm), view);
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use hvprof::recording::{replay, FORMAT_NAME, FORMAT_VERSION};
 
 fn header() -> String {
     format!(
-        r#"{{"format":"{FORMAT_NAME}","version":{FORMAT_VERSION},"meta":{{"event":"cpu-clock","rate":{{"frequency":1000}},"period_is_ns":true,"duration_ns":0,"mode":"threads","host":"h","kernel":"k","start_unix_ns":0}},"vms":[{{"pid":10,"name":"vm","vcpus":[[0,11]]}}],"threads":[[11,{{"vm":10,"vcpu":0,"name":"vcpu0"}}]]}}"#
+        r#"{{"format":"{FORMAT_NAME}","version":{FORMAT_VERSION},"meta":{{"event":"cpu-clock","rate":{{"frequency":1000}},"period_is_ns":true,"duration_ns":0,"mode":"threads","host":"h","kernel":"k","start_unix_ns":0}},"vms":[{{"id":{{"kind":"vmm","id":10}},"name":"vm","vcpus":[{{"index":0,"tid":11}}],"threads":{{"11":{{"tid":11,"name":"vcpu0","vcpu":0}}}}}}]}}"#
     )
 }
 
@@ -41,9 +41,9 @@ fn huge_values_saturate_instead_of_overflowing() {
         ],
         true,
     );
-    let r = replay(f.path(), |_| {}).expect("replays");
+    let r = replay(f.path(), Vec::new()).expect("replays");
     assert!(r.complete);
-    let p = r.agg.build(r.header.meta.clone(), r.hidden, 10);
+    let p = r.agg.snapshot(r.header.meta.clone(), r.hidden, 10);
     assert_eq!(p.vms[0].vcpus[0].samples, 2);
     assert_eq!(p.vms[0].vcpus[0].period, u64::MAX);
     assert_eq!(p.total_lost, u64::MAX);
@@ -58,9 +58,9 @@ fn cut_files_report_up_to_the_cut_and_bad_files_name_the_line() {
     let mut cut = sample(1_000_000);
     cut.truncate(cut.len() / 2);
     let f = write(&[header(), sample(1_000_000), cut], false);
-    let r = replay(f.path(), |_| {}).expect("a file cut mid-line still replays");
+    let r = replay(f.path(), Vec::new()).expect("a file cut mid-line still replays");
     assert!(!r.complete);
-    let p = r.agg.build(r.header.meta.clone(), r.hidden, 10);
+    let p = r.agg.snapshot(r.header.meta.clone(), r.hidden, 10);
     assert_eq!(p.total_samples, 1);
     assert!(p
         .notes
@@ -71,23 +71,23 @@ fn cut_files_report_up_to_the_cut_and_bad_files_name_the_line() {
         &[header(), "{\"t\":\"sample\",\"oops\":1}".into(), sample(1)],
         true,
     );
-    let e = replay(f.path(), |_| {}).unwrap_err().to_string();
+    let e = replay(f.path(), Vec::new()).unwrap_err().to_string();
     assert!(e.contains("is unusable at line 2"), "{e}");
 
     let bad_version = header().replace(&format!("\"version\":{FORMAT_VERSION}"), "\"version\":99");
     let f = write(&[bad_version], true);
-    let e = replay(f.path(), |_| {}).unwrap_err().to_string();
+    let e = replay(f.path(), Vec::new()).unwrap_err().to_string();
     assert!(e.contains("version 99 is not supported"), "{e}");
 
     let f = write(&[], false);
-    assert!(replay(f.path(), |_| {})
+    assert!(replay(f.path(), Vec::new())
         .unwrap_err()
         .to_string()
         .contains("empty file"));
 
     let long = format!("{}{}", header(), " ".repeat(2 << 20));
     let f = write(&[long], true);
-    assert!(replay(f.path(), |_| {})
+    assert!(replay(f.path(), Vec::new())
         .unwrap_err()
         .to_string()
         .contains("longer than"));

@@ -4,8 +4,10 @@
 //! machine (PVM) cannot produce — resolved through a guest kallsyms file.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use hvprof::attribute::{Attributor, Class, HostSymbols};
+use hvprof::model::{Machines, VmId};
 use hvprof::perf::abi;
 use hvprof::perf::record::{encode, CpuMode, Record, RecordDecoder};
 use hvprof::perf::ring::copy_ring_span;
@@ -155,8 +157,13 @@ fn guest_tagged_samples_resolve_through_guest_kallsyms() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/guest.kallsyms");
     let syms = Kallsyms::load(&fixture).expect("fixture loads");
     let vm_pid = 4242;
-    let mut attr = Attributor::new(HostSymbols::default(), Path::new("/nonexistent-proc"));
-    attr.set_guest_symbols(Some(vm_pid), syms);
+    let mut machines = Machines::new();
+    machines.set_guest_kernel_symbols(Some(VmId::Vmm(vm_pid)), Arc::new(syms));
+    let mut attr = Attributor::new(
+        HostSymbols::default(),
+        Path::new("/nonexistent-proc"),
+        Arc::new(machines),
+    );
 
     let mut ring = FakeRing::new(512, 512 - 30);
     let mut b = Vec::new();

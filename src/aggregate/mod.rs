@@ -1,0 +1,464 @@
+//! The one aggregator: attributed samples and ring losses in, a [`Profile`] tree out — per VM
+//! → per vCPU (and other VMM threads) → class → symbols, with samples, percentages, lost and
+//! throttled counts.
+//!
+//! Stage: attribution → **aggregation** → output. Input: [`Attributed`] samples fed to
+//! [`Aggregator::add`], keyed by the [`Machines`] (a hash lookup per sample, never a scan);
+//! output: [`Aggregator::snapshot`], which does not consume the aggregator, so a live view
+//! (`hvprof top`) can take one every refresh while samples keep coming.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::attribute::{Attributed, Class, Symbol};
+use crate::counters::Rate;
+use crate::model::{Machines, VmId};
+use crate::report::{
+    ClassRow, GuestIpStatus, GuestView, Meta, Profile, SymbolRow, ThreadReport, VmReport,
+    SCHEMA_VERSION,
+};
+
+/// Samples and periods of one (class, landing) bucket, per symbol.
+type SymbolCounts = HashMap<Symbol, (u64, u64)>;
+
+#[derive(Debug, Default, Clone)]
+struct Counts {
+    /// The process of the first sample (places a thread unknown to the machines in its VM).
+    pid: Option<i32>,
+    samples: u64,
+    period: u64,
+    lost: u64,
+    throttled: u64,
+    /// (class, landing) → symbol → (samples, period). Two levels so that adding a sample
+    /// whose symbol is already known allocates nothing.
+    by_symbol: HashMap<(Class, bool), SymbolCounts>,
+}
+
+impl Counts {
+    fn add(&mut self, a: &Attributed) {
+        // Saturating: periods and counts may come from a recording, which is untrusted input.
+        self.samples = self.samples.saturating_add(1);
+        self.period = self.period.saturating_add(a.sample.period);
+        let syms = self.by_symbol.entry((a.class, a.landing)).or_default();
+        let e = match syms.get_mut(&a.symbol) {
+            Some(e) => e,
+            None => syms.entry(a.symbol.clone()).or_default(),
+        };
+        e.0 = e.0.saturating_add(1);
+        e.1 = e.1.saturating_add(a.sample.period);
+    }
+
+    fn merge(&mut self, o: &Counts) {
+        self.samples = self.samples.saturating_add(o.samples);
+        self.period = self.period.saturating_add(o.period);
+        self.lost = self.lost.saturating_add(o.lost);
+        self.throttled = self.throttled.saturating_add(o.throttled);
+        for (k, syms) in &o.by_symbol {
+            let mine = self.by_symbol.entry(*k).or_default();
+            for (sym, (n, p)) in syms {
+                let e = mine.entry(sym.clone()).or_default();
+                e.0 = e.0.saturating_add(*n);
+                e.1 = e.1.saturating_add(*p);
+            }
+        }
+    }
+
+    /// Every (effective class, symbol, samples, period) with the hidden-guest policy applied.
+    fn rows(&self, hide: bool) -> impl Iterator<Item = (Class, &Symbol, u64, u64)> {
+        self.by_symbol
+            .iter()
+            .flat_map(move |((class, landing), syms)| {
+                let cl = class.effective(*landing, hide);
+                syms.iter().map(move |(sym, (n, p))| (cl, sym, *n, *p))
+            })
+    }
+}
+
+/// Accumulates attributed samples and losses per thread; builds [`Profile`] snapshots.
+#[derive(Debug, Default)]
+pub struct Aggregator {
+    machines: Arc<Machines>,
+    threads: HashMap<i32, Counts>,
+    on_cpu: HashMap<i32, u64>,
+    tagged: u64,
+    landing: u64,
+    notes: Vec<String>,
+    hint: Option<String>,
+    guest_views: HashMap<VmId, GuestView>,
+    cpu_rings: Counts,
+}
+
+impl Aggregator {
+    /// An empty aggregator over `machines` (the VMs and threads samples are grouped by).
+    pub fn new(machines: Arc<Machines>) -> Aggregator {
+        Aggregator {
+            machines,
+            ..Aggregator::default()
+        }
+    }
+
+    /// The machines samples are grouped by.
+    pub fn machines(&self) -> &Arc<Machines> {
+        &self.machines
+    }
+
+    /// Adds a note for the report (deduplicated).
+    pub fn note(&mut self, s: impl Into<String>) {
+        let s = s.into();
+        if !self.notes.contains(&s) {
+            self.notes.push(s);
+        }
+    }
+
+    /// Adds one attributed sample to its thread.
+    pub fn add(&mut self, a: &Attributed) {
+        if a.sample.cpumode.is_guest() {
+            self.tagged = self.tagged.saturating_add(1);
+        }
+        if a.landing {
+            self.landing = self.landing.saturating_add(1);
+        }
+        let c = self.threads.entry(a.sample.tid).or_default();
+        c.pid.get_or_insert(a.sample.pid);
+        c.add(a);
+    }
+
+    /// Adds `n` records lost by thread `tid`'s ring (`tid < 0`: a per-CPU ring, whose losses
+    /// belong to no thread).
+    pub fn add_lost(&mut self, tid: i32, n: u64) {
+        let c = self.ring_counts(tid);
+        c.lost = c.lost.saturating_add(n);
+    }
+
+    /// Adds a throttle event of thread `tid`'s ring.
+    pub fn add_throttle(&mut self, tid: i32) {
+        let c = self.ring_counts(tid);
+        c.throttled = c.throttled.saturating_add(1);
+    }
+
+    fn ring_counts(&mut self, tid: i32) -> &mut Counts {
+        if tid < 0 {
+            &mut self.cpu_rings
+        } else {
+            self.threads.entry(tid).or_default()
+        }
+    }
+
+    /// A hint appended to the inferred hidden-guest reason (from `hvprof detect`).
+    pub fn set_guest_ip_hint(&mut self, hint: String) {
+        self.hint = Some(hint);
+    }
+
+    /// Active mode: the guest's own view of VM `vm`.
+    pub fn set_guest_view(&mut self, vm: VmId, view: GuestView) {
+        self.guest_views.insert(vm, view);
+    }
+
+    /// Thread `tid` ran `ns` ns on a CPU during collection.
+    pub fn set_on_cpu(&mut self, tid: i32, ns: u64) {
+        self.on_cpu.insert(tid, ns);
+    }
+
+    /// Samples added so far.
+    pub fn total_samples(&self) -> u64 {
+        self.threads.values().map(|t| t.samples).sum()
+    }
+
+    /// The VM a thread's samples belong to: by the machines' thread index, else by the process
+    /// of its samples (a VMM thread started after discovery).
+    fn owner(&self, tid: i32, c: &Counts) -> Option<VmId> {
+        self.machines
+            .thread(tid)
+            .map(|(g, _)| g.id)
+            .or_else(|| Some(self.machines.vm_of_vmm_pid(c.pid?)?.id))
+    }
+
+    /// Builds the profile. `hidden` says whether the host hides guest IPs (from detection);
+    /// None lets the data decide: hidden when no sample was guest-tagged and some vCPU samples
+    /// landed at a guest-interrupt symbol. `top` limits the symbol lists.
+    pub fn snapshot(&self, meta: Meta, hidden: Option<(bool, String)>, top: usize) -> Profile {
+        let inferred = self.tagged == 0 && self.landing > 0;
+        let (hide, reason) = match hidden {
+            Some((h, r)) => (h, if h { Some(r) } else { None }),
+            None if inferred => (
+                true,
+                Some(format!(
+                    "no sample was tagged as guest mode, while {} vCPU samples landed in the host's guest-interrupt path: this host does not report guest IPs{}",
+                    self.landing,
+                    self.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
+                )),
+            ),
+            None => (false, None),
+        };
+        let hz = match meta.rate {
+            Rate::Frequency(hz) if meta.period_is_ns => Some(hz),
+            // The kernel's hrtimer for cpu-clock/task-clock never fires faster than every
+            // 10 µs (kernel/events/core.c, perf_swevent_start_hrtimer), whatever period was asked.
+            Rate::Period(p) if meta.period_is_ns && p > 0 => Some(1_000_000_000 / p.max(10_000)),
+            _ => None,
+        };
+        let thread_report = |tid: i32, vcpu: Option<u32>, name: String, c: &Counts| {
+            let on_cpu_ns = self.on_cpu.get(&tid).copied();
+            ThreadReport {
+                tid,
+                vcpu,
+                name,
+                samples: c.samples,
+                period: c.period,
+                on_cpu_ns,
+                expected_samples: hz
+                    .zip(on_cpu_ns)
+                    .map(|(hz, ns)| (ns as u128 * hz as u128 / 1_000_000_000) as u64),
+                lost: c.lost,
+                throttled: c.throttled,
+                classes: class_rows(c, hide),
+                top_symbols: symbol_rows(c, hide, top),
+            }
+        };
+        // Group threads by VM once (sorted by tid for stable output).
+        let mut tids: Vec<i32> = self.threads.keys().copied().collect();
+        tids.sort_unstable();
+        let mut by_vm: HashMap<VmId, Vec<i32>> = HashMap::new();
+        let mut other = Counts::default();
+        for tid in tids {
+            let c = &self.threads[&tid];
+            match self.owner(tid, c) {
+                Some(id) => by_vm.entry(id).or_default().push(tid),
+                None => other.merge(c),
+            }
+        }
+        let mut vms = Vec::new();
+        let mut all = Counts::default();
+        for vm in self.machines.guests() {
+            let mut total = Counts::default();
+            let mut vcpus = Vec::new();
+            let mut others = Vec::new();
+            for &tid in by_vm.get(&vm.id).map(Vec::as_slice).unwrap_or_default() {
+                let c = &self.threads[&tid];
+                total.merge(c);
+                let t = vm.threads.get(&tid);
+                let name = t.map_or_else(|| format!("tid {tid}"), |t| t.name.clone());
+                match t.and_then(|t| t.vcpu) {
+                    Some(i) => vcpus.push(thread_report(tid, Some(i), name, c)),
+                    None if c.samples > 0 || c.lost > 0 => {
+                        others.push(thread_report(tid, None, name, c))
+                    }
+                    None => {}
+                }
+            }
+            vcpus.sort_by_key(|t| t.vcpu);
+            all.merge(&total);
+            vms.push(VmReport {
+                id: vm.id,
+                pid: vm.id.vmm_pid().unwrap_or(-1),
+                name: vm.name.clone(),
+                vcpu_count: vm.vcpus.len(),
+                samples: total.samples,
+                lost: total.lost,
+                throttled: total.throttled,
+                classes: class_rows(&total, hide),
+                top_symbols: symbol_rows(&total, hide, top),
+                vcpus,
+                other_threads: others,
+                guest: self.guest_views.get(&vm.id).cloned(),
+            });
+        }
+        all.merge(&other);
+        all.merge(&self.cpu_rings);
+        let mut notes = self.notes.clone();
+        if self.cpu_rings.lost > 0 || self.cpu_rings.throttled > 0 {
+            notes.push(format!(
+                "per-CPU ring buffers lost {} records and were throttled {} times; which threads' samples they were is unknown",
+                self.cpu_rings.lost, self.cpu_rings.throttled
+            ));
+        }
+        let host_other = (other.samples > 0 || other.lost > 0)
+            .then(|| thread_report(-1, None, "host (not a VM)".into(), &other));
+        Profile {
+            schema: SCHEMA_VERSION,
+            meta,
+            guest_ips: GuestIpStatus {
+                tagged_samples: self.tagged,
+                landing_samples: self.landing,
+                hidden: hide,
+                reason,
+            },
+            notes,
+            vms,
+            host_other,
+            total_samples: all.samples,
+            total_lost: all.lost,
+            total_throttled: all.throttled,
+        }
+    }
+}
+
+fn pct(n: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        n as f64 * 100.0 / total as f64
+    }
+}
+
+fn class_rows(c: &Counts, hide: bool) -> Vec<ClassRow> {
+    let mut by: BTreeMap<Class, (u64, u64)> = BTreeMap::new();
+    for (class, _, n, p) in c.rows(hide) {
+        let e = by.entry(class).or_default();
+        e.0 = e.0.saturating_add(n);
+        e.1 = e.1.saturating_add(p);
+    }
+    Class::ALL
+        .iter()
+        .filter_map(|cl| {
+            let (n, p) = by.get(cl).copied()?;
+            (n > 0).then(|| ClassRow {
+                class: *cl,
+                samples: n,
+                period: p,
+                percent: pct(n, c.samples),
+            })
+        })
+        .collect()
+}
+
+fn symbol_rows(c: &Counts, hide: bool, top: usize) -> Vec<SymbolRow> {
+    let mut merged: HashMap<(Class, &Symbol), u64> = HashMap::new();
+    for (class, sym, n, _) in c.rows(hide) {
+        let e = merged.entry((class, sym)).or_default();
+        *e = e.saturating_add(n);
+    }
+    let mut rows: Vec<SymbolRow> = merged
+        .into_iter()
+        .map(|((class, sym), n)| SymbolRow {
+            class,
+            symbol: sym.clone(),
+            samples: n,
+            percent: pct(n, c.samples),
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.samples
+            .cmp(&a.samples)
+            .then_with(|| a.symbol.cmp(&b.symbol))
+    });
+    rows.truncate(top);
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counters::Rate;
+    use crate::model::{GuestMachine, Thread, Vcpu, VmId};
+    use crate::report::Meta;
+    use hvprof_perf::{CpuMode, Sample};
+
+    fn att(tid: i32, class: Class, name: &str, landing: bool, period: u64) -> Attributed {
+        Attributed {
+            sample: Sample {
+                ip: 1,
+                pid: 10,
+                tid,
+                time_ns: 0,
+                cpu: 0,
+                period,
+                cpumode: CpuMode::Kernel,
+                exact_ip: false,
+            },
+            class,
+            symbol: Symbol::named(name, "[kernel.kallsyms]"),
+            landing,
+        }
+    }
+
+    fn meta() -> Meta {
+        Meta {
+            event: "cpu-clock".into(),
+            rate: Rate::Frequency(1000),
+            period_is_ns: true,
+            duration_ns: 1_000_000_000,
+            mode: "threads".into(),
+            host: "h".into(),
+            kernel: "k".into(),
+            start_unix_ns: 0,
+        }
+    }
+
+    fn agg() -> Aggregator {
+        let mut vm = GuestMachine::new(VmId::Vmm(10), "vm");
+        vm.vcpus.push(Vcpu {
+            index: 0,
+            tid: Some(11),
+        });
+        for (tid, vcpu, name) in [(11, Some(0), "vcpu0"), (12, None, "io")] {
+            vm.threads.insert(
+                tid,
+                Thread {
+                    tid,
+                    name: name.into(),
+                    vcpu,
+                    tcg: false,
+                },
+            );
+        }
+        let mut m = Machines::new();
+        m.add(vm);
+        let mut a = Aggregator::new(Arc::new(m));
+        for _ in 0..90 {
+            a.add(&att(
+                11,
+                Class::HypervisorKvm,
+                "pvm_do_event_irqoff",
+                true,
+                1_000_000,
+            ));
+        }
+        for _ in 0..10 {
+            a.add(&att(
+                11,
+                Class::HypervisorKernel,
+                "schedule",
+                false,
+                2_000_000,
+            ));
+        }
+        a.add(&att(12, Class::Vmm, "main_loop", false, 1_000_000));
+        a.add_lost(11, 3);
+        a.set_on_cpu(11, 500_000_000);
+        a
+    }
+
+    #[test]
+    fn landing_samples_become_guest_time_only_when_hidden() {
+        // The data decides: nothing tagged, 90 landing samples → hidden.
+        let p = agg().snapshot(meta(), None, 10);
+        assert!(p.guest_ips.hidden);
+        let v = &p.vms[0];
+        let t = &v.vcpus[0];
+        assert_eq!(t.classes[0].class, Class::GuestHidden);
+        assert_eq!(
+            (t.classes[0].samples, t.classes[0].period),
+            (90, 90_000_000)
+        );
+        assert_eq!(t.top_symbols[0].class, Class::GuestHidden);
+        assert_eq!(t.lost, 3);
+        assert_eq!(t.expected_samples, Some(500));
+        let sum: f64 = v.classes.iter().map(|c| c.percent).sum();
+        assert!((sum - 100.0).abs() < 1e-9);
+        assert_eq!(v.samples, 101);
+        assert_eq!(v.other_threads.len(), 1);
+        // Told not hidden: the same samples stay hypervisor time.
+        let p = agg().snapshot(meta(), Some((false, String::new())), 10);
+        let t = &p.vms[0].vcpus[0];
+        assert_eq!(t.classes[0].class, Class::HypervisorKvm);
+        assert_eq!(
+            t.classes
+                .iter()
+                .find(|c| c.class == Class::HypervisorKernel)
+                .unwrap()
+                .period,
+            20_000_000
+        );
+    }
+}

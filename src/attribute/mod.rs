@@ -1,0 +1,252 @@
+//! Attribution: which domain class each sample belongs to, and which symbol.
+//!
+//! Stage: records → **attribution** → aggregation. Input: a [`Sample`] and the [`Machines`];
+//! output: an [`Attributed`] sample with its [`Class`] and [`Symbol`].
+//!
+//! [`Attributor::attribute`] is the one place that decides a sample's class: it asks
+//! [`Machines::find_for_sample`] which machine's address space the IP is in, then the cpumode
+//! and the thread (vCPU, emulator) decide the bucket. The report only turns `landing` samples
+//! into [`Class::GuestHidden`] once the whole run shows the host hides guest IPs
+//! ([`Class::effective`]).
+//!
+//! The sample's cpumode decides the class, as `machines__find_for_cpumode` does in perf:
+//! - host kernel → hypervisor, split into KVM code (modules kvm, kvm_intel, kvm_amd, kvm_pvm,
+//!   or — for a KVM built into the kernel, as here — the symbol-name rule in
+//!   [`is_kvm_symbol`]) and the rest of the host kernel;
+//! - host user → the VMM (symbols from /proc/PID/maps and the mapped ELF files);
+//! - `PERF_RECORD_MISC_GUEST_KERNEL` / `GUEST_USER` → guest kernel / guest user, resolved
+//!   through the guest symbol map the user supplied for that VM (passive mode);
+//! - `PERF_RECORD_MISC_HYPERVISOR` → the hypervisor below the host kernel (Xen).
+//!
+//! Hosts that hide guest IPs: when the kernel does not tag guest-mode samples (PVM, or VMX/SVM
+//! without perf's guest callbacks), a vCPU thread's samples taken while the guest ran land in
+//! the host at the hypervisor's guest-interrupt path ([`GUEST_LANDING_SYMBOLS`]). Such samples
+//! are marked `landing`; the report counts them as guest time whose IP the host did not report
+//! (class [`Class::GuestHidden`]) when the run shows the situation, and never invents an IP.
+
+mod class;
+mod guest;
+mod host;
+mod kvm;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use hvprof_perf::{CpuMode, Sample};
+use hvprof_symbols::{ProcMaps, Symbolized, Symbolizer};
+
+pub use class::{Attributed, Class, Symbol};
+pub use guest::{guest_dso, guest_symbol};
+pub use host::HostSymbols;
+pub use kvm::{is_kvm_symbol, GUEST_LANDING_SYMBOLS, KVM_MODULES};
+
+use crate::model::{Address, HostVa, MachineRef, Machines};
+
+/// Attributes samples; owns the host-side caches (ELF files, process maps) and reads the
+/// [`Machines`] for everything about VMs.
+#[derive(Debug)]
+pub struct Attributor {
+    host: HostSymbols,
+    machines: Arc<Machines>,
+    maps: HashMap<i32, ProcMaps>,
+    symbolizer: Symbolizer,
+    proc_root: std::path::PathBuf,
+    maps_read_at: HashMap<i32, std::time::Instant>,
+    user_cache: HashMap<(i32, u64), (Symbol, bool)>,
+}
+
+/// Entries of the per-(pid, ip) VMM symbol cache before it is cleared.
+const USER_CACHE_MAX: usize = 1 << 20;
+
+impl Attributor {
+    /// An attributor over `machines`, reading process maps under `proc_root` (normally /proc).
+    pub fn new(host: HostSymbols, proc_root: &Path, machines: Arc<Machines>) -> Attributor {
+        Attributor {
+            host,
+            machines,
+            maps: HashMap::new(),
+            symbolizer: Symbolizer::new(),
+            proc_root: proc_root.to_path_buf(),
+            maps_read_at: HashMap::new(),
+            user_cache: HashMap::new(),
+        }
+    }
+
+    /// The machines samples are attributed to.
+    pub fn machines(&self) -> &Arc<Machines> {
+        &self.machines
+    }
+
+    /// Reads `/proc/PID/maps` now (at start, before the VM can go away).
+    pub fn snapshot_maps(&mut self, pid: i32) {
+        if let Ok(m) = ProcMaps::read_from(&self.proc_root, pid as u32) {
+            self.maps.insert(pid, m);
+            self.maps_read_at.insert(pid, std::time::Instant::now());
+        }
+    }
+
+    /// The host kernel symbols, if loaded.
+    pub fn host(&self) -> &HostSymbols {
+        &self.host
+    }
+
+    /// Attributes one sample: its machine, then its class and symbol.
+    pub fn attribute(&mut self, s: &Sample) -> Attributed {
+        let machines = Arc::clone(&self.machines);
+        let thread = machines.thread(s.tid).and_then(|(_, t)| t);
+        let vcpu_thread = thread.is_some_and(|t| t.vcpu.is_some());
+        let tcg_thread = thread.is_some_and(|t| t.tcg);
+        let (class, symbol, landing) = match (machines.find_for_sample(s), Address::of_sample(s)) {
+            (MachineRef::Guest(vm), Address::Guest(ip)) => (
+                guest_class(s.cpumode),
+                guest_symbol(&machines, Some(vm), ip, s.cpumode),
+                false,
+            ),
+            (MachineRef::UnknownGuest, Address::Guest(ip)) => (
+                guest_class(s.cpumode),
+                guest_symbol(&machines, None, ip, s.cpumode),
+                false,
+            ),
+            (_, addr) => {
+                let ip = HostVa(addr.raw());
+                match s.cpumode {
+                    CpuMode::Kernel => self.host_kernel(ip, vcpu_thread),
+                    CpuMode::User => {
+                        let (sym, anonymous) = self.host_user(s);
+                        if anonymous && tcg_thread {
+                            (
+                                Class::Emulation,
+                                Symbol::named("[tcg translated code]", "[jit]"),
+                                false,
+                            )
+                        } else {
+                            (Class::Vmm, sym, false)
+                        }
+                    }
+                    CpuMode::Hypervisor => (
+                        Class::HypervisorXen,
+                        Symbol::unknown(ip.0, "[hypervisor]", "no hypervisor symbols"),
+                        false,
+                    ),
+                    CpuMode::Unknown | CpuMode::GuestKernel | CpuMode::GuestUser => (
+                        Class::Unknown,
+                        Symbol::unknown(ip.0, "[unknown]", "cpumode unknown"),
+                        false,
+                    ),
+                }
+            }
+        };
+        Attributed {
+            sample: *s,
+            class,
+            symbol,
+            landing,
+        }
+    }
+
+    /// A host kernel IP: KVM or the rest of the host kernel; `landing` when a vCPU thread's
+    /// sample sits in the guest-interrupt path.
+    fn host_kernel(&self, ip: HostVa, vcpu_thread: bool) -> (Class, Symbol, bool) {
+        let Some(k) = &self.host.kallsyms else {
+            let why = self
+                .host
+                .kallsyms_error
+                .clone()
+                .unwrap_or_else(|| "no host kallsyms".into());
+            return (
+                Class::HypervisorKernel,
+                Symbol::unknown(ip.0, "[kernel.kallsyms]", why),
+                false,
+            );
+        };
+        match k.lookup(ip.0) {
+            Some(ks) => {
+                let class = if is_kvm_symbol(ks.name, ks.module) {
+                    Class::HypervisorKvm
+                } else {
+                    Class::HypervisorKernel
+                };
+                let dso = match ks.module {
+                    Some(m) => format!("[{m}]"),
+                    None => "[kernel.kallsyms]".to_string(),
+                };
+                let landing = vcpu_thread && GUEST_LANDING_SYMBOLS.contains(&ks.name);
+                (class, Symbol::named(ks.name, dso), landing)
+            }
+            None => (
+                Class::HypervisorKernel,
+                Symbol::unknown(ip.0, "[kernel.kallsyms]", "address outside host kallsyms"),
+                false,
+            ),
+        }
+    }
+
+    /// The VMM symbol of a host-user sample, and whether it fell in anonymous memory; cached
+    /// per (pid, ip) since hot loops repeat the same IPs. Unknown results are not cached, so a
+    /// mapping that appears later is still found.
+    fn host_user(&mut self, s: &Sample) -> (Symbol, bool) {
+        // Host user space: `s.ip` is a host VA of process `s.pid`.
+        if let Some(hit) = self.user_cache.get(&(s.pid, s.ip)) {
+            return hit.clone();
+        }
+        let r = self.host_user_uncached(s);
+        if r.0.addr.is_none() {
+            if self.user_cache.len() >= USER_CACHE_MAX {
+                self.user_cache.clear();
+            }
+            self.user_cache.insert((s.pid, s.ip), r.clone());
+        }
+        r
+    }
+
+    fn host_user_uncached(&mut self, s: &Sample) -> (Symbol, bool) {
+        let pid = s.pid;
+        let mut refreshed = false;
+        loop {
+            if !self.maps.contains_key(&pid) || refreshed {
+                if let Ok(m) = ProcMaps::read_from(&self.proc_root, pid as u32) {
+                    self.maps.insert(pid, m);
+                }
+                self.maps_read_at.insert(pid, std::time::Instant::now());
+            }
+            let Some(maps) = self.maps.get(&pid) else {
+                let sym =
+                    Symbol::unknown(s.ip, "[unknown]", "process maps unavailable (process gone)");
+                return (sym, false);
+            };
+            match self.symbolizer.symbolize_user(maps, s.ip) {
+                Symbolized::Sym(info) => return (Symbol::named(info.name, info.dso), false),
+                Symbolized::Unknown(reason) => {
+                    // A new mapping (dlopen, JIT) since the last snapshot: read the maps again,
+                    // at most every 200 ms per process.
+                    let stale = self
+                        .maps_read_at
+                        .get(&pid)
+                        .is_none_or(|t| t.elapsed().as_millis() >= 200);
+                    if !refreshed && stale && matches!(reason, hvprof_symbols::Reason::Unmapped) {
+                        refreshed = true;
+                        continue;
+                    }
+                    let dso = maps
+                        .find(s.ip)
+                        .and_then(|m| m.file_path())
+                        .and_then(|p| p.file_name())
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "[unknown]".into());
+                    let anonymous = matches!(reason, hvprof_symbols::Reason::AnonymousMemory);
+                    return (Symbol::unknown(s.ip, dso, reason.to_string()), anonymous);
+                }
+            }
+        }
+    }
+}
+
+/// The class of a guest-tagged sample.
+fn guest_class(cpumode: CpuMode) -> Class {
+    if cpumode == CpuMode::GuestUser {
+        Class::GuestUser
+    } else {
+        Class::GuestKernel
+    }
+}
