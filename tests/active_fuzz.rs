@@ -3,7 +3,7 @@
 //! table of 10⁶ symbols. Nothing may panic, and memory stays bounded by the limits.
 
 use hvprof::active::{Budget, GuestModel};
-use hvprof_guest::proto::{
+use hvprof_proto::{
     decode_payload, ClockInfo, FrameDecoder, Hello, Limits, Message, Module, Segment, TaskKind,
     WireSample, WireSwitch, WireSymbol, HEADER_LEN, MAGIC, VERSION,
 };

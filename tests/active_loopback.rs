@@ -11,11 +11,11 @@ use hvprof::active::{
 };
 use hvprof::attribute::Class;
 use hvprof::record::CpuMode;
-use hvprof_guest::proto::{
+use hvprof_guest::sender::Sender;
+use hvprof_proto::{
     ClockInfo, FrameDecoder, Hello, Limits, Message, Segment, WireSample, WireSwitch, WireSymbol,
     CLOCK_PERF_LOCAL,
 };
-use hvprof_guest::sender::Sender;
 
 fn hello(boot: &str, now: u64) -> Message {
     Message::Hello(Hello {

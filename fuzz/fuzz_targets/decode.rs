@@ -4,7 +4,7 @@
 #![no_main]
 
 use hvprof::active::{Budget, GuestModel};
-use hvprof_guest::proto::{read_message, FrameDecoder, Limits};
+use hvprof_proto::{read_message, FrameDecoder, Limits};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -36,9 +36,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hvprof_guest::collect::PerfNow;
-use hvprof_guest::proto::{FrameDecoder, Limits, Message, CLOCK_PERF_LOCAL};
-use hvprof_guest::sys::{poll_one, VsockListener};
-use hvprof_guest::transport::Stream;
+use hvprof_proto::sys::{poll_one, VsockListener};
+use hvprof_proto::transport::Stream;
+use hvprof_proto::{FrameDecoder, Limits, Message, CLOCK_PERF_LOCAL};
 use serde::{Deserialize, Serialize};
 
 use super::clock::{read_tsc_offsets, ClockSync, PerfClockParams, RoundTrip, TscConversion};

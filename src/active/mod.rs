@@ -10,7 +10,7 @@
 //!
 //! Stage: helper channel → [`conn`] (receiver thread) → [`model`] (guest model) →
 //! attribution ([`GuestModel::attribute`], [`GuestModel::attribute_host`]) → report
-//! ([`report`]). Clock relation: [`clock`]. Protocol: `hvprof_guest::proto` and
+//! ([`report`]). Clock relation: [`clock`]. Protocol: `hvprof_proto` and
 //! `docs/protocol.md`; usage: `docs/active.md`.
 //!
 //! ```no_run

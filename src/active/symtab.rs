@@ -13,7 +13,7 @@
 //! assert!(t.lookup(0x0fff).is_none());
 //! ```
 
-use hvprof_guest::proto::Segment;
+use hvprof_proto::Segment;
 
 /// Longest extent given to a symbol whose size is 0 and that no later symbol bounds (64 KiB).
 pub const MAX_UNSIZED_SPAN: u64 = 1 << 16;
