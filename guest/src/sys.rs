@@ -49,22 +49,3 @@ pub fn install_signal_handlers() {
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::Relaxed)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tsc_conversion_matches_header_formula() {
-        let c = PageClock {
-            cap_user_time_zero: true,
-            time_shift: 10,
-            time_mult: 512, // 0.5 ns per cycle
-            time_zero: 1000,
-            ..PageClock::default()
-        };
-        assert_eq!(c.tsc_to_ns(0), 1000);
-        assert_eq!(c.tsc_to_ns(2000), 2000);
-        assert_eq!(c.tsc_to_ns(2001), 2000);
-    }
-}
