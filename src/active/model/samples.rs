@@ -1,0 +1,86 @@
+//! The helper's own samples: [`GuestSample`] (decoded from the wire), the handler of
+//! `Samples` messages, and access to what was kept.
+
+use hvprof_proto::WireSample;
+use serde::{Deserialize, Serialize};
+
+use super::{GuestModel, ModelError};
+use crate::record::CpuMode;
+
+/// A sample taken by the helper inside the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestSample {
+    /// Guest virtual address.
+    pub ip: u64,
+    /// Guest pid.
+    pub guest_pid: u32,
+    /// Guest tid.
+    pub guest_tid: u32,
+    /// Guest event-clock ns.
+    pub guest_time_ns: u64,
+    /// Guest CPU (= vCPU index).
+    pub guest_cpu: u32,
+    /// Guest kernel or guest user.
+    pub cpumode: CpuMode,
+    /// Period in ns (cpu-clock in the guest).
+    pub period: u64,
+}
+
+/// Start of the x86-64 kernel half of the address space (canonical high half).
+pub const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
+
+impl From<WireSample> for GuestSample {
+    fn from(w: WireSample) -> GuestSample {
+        // `misc & PERF_RECORD_MISC_CPUMODE_MASK` (7): 1 kernel, 2 user
+        // (include/uapi/linux/perf_event.h); else by address half.
+        let cpumode = match w.misc & 7 {
+            1 => CpuMode::GuestKernel,
+            2 => CpuMode::GuestUser,
+            _ if w.ip >= KERNEL_HALF => CpuMode::GuestKernel,
+            _ => CpuMode::GuestUser,
+        };
+        GuestSample {
+            ip: w.ip,
+            guest_pid: w.pid,
+            guest_tid: w.tid,
+            guest_time_ns: w.time,
+            guest_cpu: w.cpu,
+            cpumode,
+            // Bounded so that sums over every sample cannot overflow (4.3 s at most; a
+            // cpu-clock period at 1 Hz is 1 s).
+            period: w.period.min(u64::from(u32::MAX)),
+        }
+    }
+}
+
+impl GuestModel {
+    /// A batch of the helper's samples; those over
+    /// [`Budget::max_samples`](super::Budget::max_samples) are counted and dropped.
+    pub(super) fn on_samples(&mut self, v: Vec<WireSample>) -> Result<(), ModelError> {
+        self.stats.samples += v.len() as u64;
+        let mut kept = 0;
+        for s in v {
+            self.see_time(s.time);
+            if self.samples.len() >= self.budget.max_samples {
+                self.stats.samples_dropped += 1;
+                continue;
+            }
+            self.samples.push(GuestSample::from(s));
+            kept += 1;
+        }
+        self.charge(kept * std::mem::size_of::<GuestSample>())
+    }
+
+    /// The helper's samples received so far.
+    pub fn samples(&self) -> &[GuestSample] {
+        &self.samples
+    }
+
+    /// Takes the helper's samples out of the model.
+    pub fn take_samples(&mut self) -> Vec<GuestSample> {
+        self.bytes = self
+            .bytes
+            .saturating_sub(self.samples.len() * std::mem::size_of::<GuestSample>());
+        std::mem::take(&mut self.samples)
+    }
+}
