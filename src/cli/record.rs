@@ -1,0 +1,191 @@
+//! `hvprof record`: profile VMs (`-p PID`) or the whole host (`-a`), then print the report or
+//! write a recording (`-o FILE`).
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use hvprof::counters::{CounterSpec, EventSpec, Rate};
+use hvprof::session::{self, RecordOptions, Scope};
+
+use super::output::{emit, OutputArgs};
+use super::parse::{parse_guest_kallsyms, parse_seconds};
+use super::signal::stop_requested;
+
+/// The event and how it is sampled.
+#[derive(Args, Clone)]
+pub struct SamplingArgs {
+    /// Event, by perf's name (cycles, instructions, cpu-clock, task-clock, ...; modifiers :u :k :G :H).
+    #[arg(short = 'e', long, default_value = "cycles")]
+    pub event: String,
+    /// Sampling frequency in Hz.
+    #[arg(short = 'F', long, conflicts_with = "period")]
+    pub freq: Option<u64>,
+    /// Sampling period in events (ns for cpu-clock).
+    #[arg(short = 'c', long)]
+    pub period: Option<u64>,
+    /// Do not count while vCPUs run guest code (attr.exclude_guest).
+    #[arg(long)]
+    pub exclude_guest: bool,
+    /// Count only while vCPUs run guest code (attr.exclude_host).
+    #[arg(long)]
+    pub exclude_host: bool,
+    /// Data pages per ring buffer (a power of two).
+    #[arg(short = 'm', long = "mmap-pages", default_value_t = 64)]
+    pub mmap_pages: usize,
+}
+
+/// `hvprof record` arguments.
+#[derive(Args)]
+pub struct RecordArgs {
+    /// VMM process ids to profile (repeat or comma-separate).
+    #[arg(
+        short = 'p',
+        long = "pid",
+        value_delimiter = ',',
+        required_unless_present = "all_cpus",
+        conflicts_with = "all_cpus"
+    )]
+    pub pids: Vec<i32>,
+    /// System-wide: one counter per host CPU.
+    #[arg(short = 'a', long = "all-cpus")]
+    pub all_cpus: bool,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Stop after this many seconds.
+    #[arg(value_parser = parse_seconds, short = 'd', long)]
+    pub duration: Option<f64>,
+    /// Guest symbol map in kallsyms/System.map format (passive mode): FILE for every VM, or PID=FILE.
+    #[arg(long = "guest-kallsyms")]
+    pub guest_kallsyms: Vec<String>,
+    /// Write a recording here instead of printing the report.
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    /// Active mode: merge what the in-guest helper (hvprof-guest) tells: guest processes and
+    /// guest user symbols. Needs --helper and exactly one -p PID.
+    #[arg(long, requires = "helper")]
+    pub active: bool,
+    /// Where the in-guest helper is: unix:PATH (QEMU's virtio-serial chardev socket),
+    /// tcp:ADDR:PORT (listen for it), vsock:CID:PORT.
+    #[arg(long, requires = "active")]
+    pub helper: Option<String>,
+    /// Seconds to wait for the helper's initial state (kallsyms, processes) before sampling.
+    #[arg(value_parser = parse_seconds, long, default_value_t = 120.0)]
+    pub helper_timeout: f64,
+    #[command(flatten)]
+    pub out: OutputArgs,
+    /// A workload to run; recording stops when it ends.
+    #[arg(last = true)]
+    pub workload: Vec<String>,
+}
+
+/// Runs `hvprof record`: until `-d`, SIGINT/SIGTERM, the end of the workload or of the VMs.
+///
+/// # Errors
+/// Bad flags (event name, helper address, exclusive exclusions), a workload that cannot start,
+/// and every error of [`session::record`].
+pub fn run(a: RecordArgs) -> anyhow::Result<()> {
+    let scope = if a.all_cpus {
+        Scope::SystemWide
+    } else {
+        Scope::Vms(a.pids.clone())
+    };
+    let mut opts = RecordOptions::new(scope);
+    opts.counter = counter_spec(&a.sampling)?;
+    opts.ring_pages = a.sampling.mmap_pages;
+    opts.duration = a.duration.map(Duration::from_secs_f64);
+    opts.guest_kallsyms = parse_guest_kallsyms(&a.guest_kallsyms)?;
+    opts.output = a.output.clone();
+    if let Some(h) = &a.helper {
+        opts.active = Some(h.parse::<hvprof::active::HelperSpec>()?);
+        opts.active_ready_timeout = Duration::from_secs_f64(a.helper_timeout);
+    }
+    opts.stop = Arc::new(AtomicBool::new(false));
+    let mut child = if a.workload.is_empty() {
+        None
+    } else {
+        Some(
+            std::process::Command::new(&a.workload[0])
+                .args(&a.workload[1..])
+                .spawn()
+                .with_context(|| format!("cannot start workload {}", a.workload[0]))?,
+        )
+    };
+    let bar = progress_bar(opts.duration);
+    let mut extra = || {
+        if let Some(b) = &bar {
+            b.tick();
+        }
+        if stop_requested() {
+            return Some("interrupted (SIGINT/SIGTERM)".to_string());
+        }
+        match child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(st))) => Some(format!("workload ended ({st})")),
+            _ => None,
+        }
+    };
+    let out = session::record(&opts, &mut extra)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    eprintln!("hvprof: stopped: {}", out.stopped_because);
+    if let Some(p) = &a.output {
+        eprintln!(
+            "hvprof: {} samples written to {}",
+            out.profile.total_samples,
+            p.display()
+        );
+        return Ok(());
+    }
+    emit(&out.profile, &a.out)
+}
+
+/// `-F` or `-c`; 1000 Hz when neither is given.
+fn rate_of(s: &SamplingArgs) -> Rate {
+    match (s.freq, s.period) {
+        (_, Some(p)) => Rate::Period(p),
+        (Some(f), None) => Rate::Frequency(f),
+        (None, None) => Rate::Frequency(1000),
+    }
+}
+
+/// The counter the sampling flags describe.
+///
+/// # Errors
+/// An unknown event name, or `--exclude-guest` with `--exclude-host`.
+fn counter_spec(s: &SamplingArgs) -> anyhow::Result<CounterSpec> {
+    let event = EventSpec::parse(&s.event)?;
+    if s.exclude_guest && s.exclude_host {
+        bail!("--exclude-guest and --exclude-host together exclude everything");
+    }
+    Ok(CounterSpec {
+        event,
+        rate: rate_of(s),
+        exclude_guest: s.exclude_guest,
+        exclude_host: s.exclude_host,
+        ..CounterSpec::default()
+    })
+}
+
+/// A progress line on stderr while recording, when stderr is a terminal.
+fn progress_bar(duration: Option<Duration>) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let style = indicatif::ProgressStyle::with_template(
+        "hvprof: recording {spinner} {elapsed_precise} {msg}",
+    )
+    .ok()?;
+    let b = indicatif::ProgressBar::new_spinner().with_style(style);
+    b.enable_steady_tick(Duration::from_millis(120));
+    b.set_message(match duration {
+        Some(d) => format!("of {:.1} s (Ctrl-C stops early)", d.as_secs_f64()),
+        None => "(Ctrl-C stops)".to_string(),
+    });
+    Some(b)
+}

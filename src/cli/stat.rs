@@ -1,0 +1,82 @@
+//! `hvprof stat`: the hypervisor's own costs (VM exits by reason with latency, steal time,
+//! hypercalls), as a final report and optionally one line per interval.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::output::Format;
+use super::parse::parse_seconds;
+use super::signal::stop_requested;
+
+/// `hvprof stat` arguments.
+#[derive(Args)]
+pub struct StatArgs {
+    /// VMM process ids (repeat or comma-separate).
+    #[arg(
+        short = 'p',
+        long = "pid",
+        value_delimiter = ',',
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub pids: Vec<i32>,
+    /// Every KVM VM on the host.
+    #[arg(short = 'a', long = "all")]
+    pub all: bool,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(value_parser = parse_seconds, short = 'd', long)]
+    pub duration: Option<f64>,
+    /// Print a line per interval of this many milliseconds, like `perf stat -I`.
+    #[arg(short = 'I', long = "interval")]
+    pub interval_ms: Option<u64>,
+    /// Output format (text or json).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+/// Runs `hvprof stat` until `-d` or SIGINT/SIGTERM.
+///
+/// # Errors
+/// Every error of [`hvprof::stat::run`] (no such VM, tracepoints that cannot be opened).
+pub fn run(a: StatArgs) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let opts = hvprof::stat::StatOptions {
+        pids: if a.all { Vec::new() } else { a.pids.clone() },
+        duration: a.duration.map(Duration::from_secs_f64),
+        interval: a.interval_ms.map(Duration::from_millis),
+        stop: stop.clone(),
+        ..Default::default()
+    };
+    // Forward SIGINT/SIGTERM (the process-wide flag) to the stat loop.
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if stop_requested() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let json = a.format == Format::Json;
+    let r = hvprof::stat::run(&opts, &mut |iv| {
+        if json {
+            println!("{}", serde_json::to_string(iv).unwrap_or_default());
+        } else {
+            println!("{}", hvprof::stat::render_interval_line(iv).trim_end());
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    let report = r?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", hvprof::stat::render_text(&report));
+    }
+    Ok(())
+}
