@@ -23,6 +23,7 @@ pub mod counters;
 pub mod discover;
 pub mod error;
 pub mod model;
+pub mod output;
 pub mod probe;
 pub mod recording;
 pub mod report;

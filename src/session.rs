@@ -7,7 +7,7 @@
 //! let mut opts = RecordOptions::new(Scope::Vms(vec![1234]));
 //! opts.duration = Some(std::time::Duration::from_secs(5));
 //! let out = record(&opts, &mut || None)?;
-//! print!("{}", hvprof::report::text::render(&out.profile, 10));
+//! print!("{}", hvprof::output::text::render(&out.profile, 10));
 //! # Ok(()) }
 //! ```
 

@@ -11,7 +11,7 @@ use hvprof_perf::abi::{self, AttrBuilder};
 use hvprof_perf::record::{Record, RecordDecoder};
 use hvprof_perf::{PageClock, PerfFd, RingBuffer, Target};
 
-use crate::proto::{ClockInfo, CLOCK_PERF_LOCAL};
+use hvprof_proto::{ClockInfo, CLOCK_PERF_LOCAL};
 use crate::sys;
 
 /// `CLOCK_MONOTONIC`, the fallback event clock when the guest's perf page cannot convert TSC.

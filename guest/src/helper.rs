@@ -29,8 +29,8 @@ use hvprof_proto::{
 use hvprof_proto::transport::{Channel, SharedWriter, Stream};
 
 use crate::collect::{Collector, EventClock};
+use hvprof_perf::record::{MmapFile, Record, SampleId};
 use crate::elfsyms::{self, FileSymbols};
-use crate::perfrec::PerfEvent;
 use crate::procfs::{self, Proc};
 use crate::sender::Sender;
 use crate::sys;
@@ -310,7 +310,10 @@ impl State {
             // Sideband records while no host listens: the /proc snapshot at the next
             // connection covers the processes they describe; count them as lost.
             let mut n = 0u64;
-            c.drain(|_, _, _| n += 1);
+            let _ = c.drain(|_, _, _| {
+                n += 1;
+                Ok(())
+            });
             if self.connected_once {
                 self.pending_lost += n;
             }
@@ -594,11 +597,17 @@ impl State {
         let Some(mut c) = self.collector.take() else {
             return Ok(());
         };
-        let mut events = Vec::new();
-        c.drain(|cpu, sampling, e| events.push((cpu, sampling, e)));
+        let res = c.drain(|cpu, sampling, r| self.handle(tx, cpu, sampling, r));
         self.collector = Some(c);
-        for (cpu, sampling, e) in events {
-            self.handle(tx, cpu, sampling, e)?;
+        let loss = res?;
+        if loss.corrupt_bytes > 0 || loss.corrupt_heads > 0 {
+            log(
+                &self.opts,
+                &format!(
+                    "perf rings: {} corrupt record bytes skipped, {} corrupt ring heads resynchronised",
+                    loss.corrupt_bytes, loss.corrupt_heads
+                ),
+            );
         }
         tx.flush()
     }
@@ -608,95 +617,86 @@ impl State {
         tx: &mut Sender<SharedWriter<Stream>>,
         ring_cpu: u32,
         sampling: bool,
-        e: PerfEvent,
+        r: Record<'_>,
     ) -> io::Result<()> {
-        match e {
-            PerfEvent::Sample {
-                ip,
-                sid,
-                period,
-                misc,
-            } => tx.sample(WireSample {
-                ip,
-                pid: sid.pid,
-                tid: sid.tid,
-                time: sid.time,
-                cpu: sid.cpu,
-                misc,
-                period,
-            }),
-            PerfEvent::Comm {
+        // Every event of the helper asks for TID|TIME|CPU, so these are present.
+        let pid = |sid: &SampleId| sid.pid.unwrap_or(-1) as u32;
+        let tid = |sid: &SampleId| sid.tid.unwrap_or(-1) as u32;
+        let time = |sid: &SampleId| sid.time_ns.unwrap_or(0);
+        match r {
+            Record::Sample(rec) => {
+                let s = rec.sample;
+                tx.sample(WireSample {
+                    ip: s.ip,
+                    pid: s.pid as u32,
+                    tid: s.tid as u32,
+                    time: s.time_ns,
+                    cpu: s.cpu,
+                    misc: s.cpumode.to_misc() | if s.exact_ip { hvprof_perf::abi::MISC_EXACT_IP } else { 0 },
+                    period: s.period,
+                })
+            }
+            Record::Comm {
                 pid,
                 tid,
                 exec,
                 comm,
                 sid,
             } => tx.send(&Message::Comm {
-                pid,
-                tid,
-                time: sid.time,
+                pid: pid as u32,
+                tid: tid as u32,
+                time: time(&sid),
                 exec,
-                comm,
+                comm: comm.into_owned(),
             }),
-            PerfEvent::Mmap2 {
-                pid,
-                tid,
-                addr,
-                len,
-                pgoff,
-                build_id,
-                dev_ino,
-                prot,
-                filename,
-                sid,
-                ..
-            } => {
-                if prot & libc::PROT_EXEC as u32 == 0 {
+            Record::Mmap(m) => {
+                if m.prot & libc::PROT_EXEC as u32 == 0 {
                     return Ok(());
                 }
-                let ident = dev_ino
-                    .map(|(a, b, i)| dev_ino_key(a, b, i))
-                    .unwrap_or_default();
+                let (ident, build_id) = match m.file {
+                    Some(MmapFile::Inode { maj, min, ino, .. }) => (dev_ino_key(maj, min, ino), None),
+                    Some(MmapFile::BuildId(b)) => (Vec::new(), Some(b.to_vec())),
+                    None => (Vec::new(), None),
+                };
                 self.send_map(
                     tx,
                     MapInfo {
-                        pid,
-                        tid,
-                        time: sid.time,
-                        start: addr,
-                        len,
-                        pgoff,
-                        prot,
-                        path: &filename,
+                        pid: m.pid as u32,
+                        tid: m.tid as u32,
+                        time: time(&m.sid),
+                        start: m.addr,
+                        len: m.len,
+                        pgoff: m.pgoff,
+                        prot: m.prot,
+                        path: &m.filename,
                         ident,
                         build_id,
                     },
                 )
             }
-            PerfEvent::Task {
-                exit,
-                pid,
-                ppid,
-                tid,
-                ptid,
-                time,
-            } => tx.send(&Message::Task {
-                kind: if exit { TaskKind::Exit } else { TaskKind::Fork },
-                pid,
-                ppid,
-                tid,
-                ptid,
-                time,
+            Record::Fork(t) | Record::Exit(t) => tx.send(&Message::Task {
+                kind: if matches!(r, Record::Exit(_)) {
+                    TaskKind::Exit
+                } else {
+                    TaskKind::Fork
+                },
+                pid: t.pid as u32,
+                ppid: t.ppid as u32,
+                tid: t.tid as u32,
+                ptid: t.ptid as u32,
+                time: t.time_ns,
             }),
-            PerfEvent::Switch { out, preempt, sid } => tx.switch(WireSwitch {
-                cpu: sid.cpu,
-                time: sid.time,
-                pid: sid.pid,
-                tid: sid.tid,
+            Record::Switch {
+                out, preempt, sid, ..
+            } => tx.switch(WireSwitch {
+                cpu: sid.cpu.unwrap_or(ring_cpu),
+                time: time(&sid),
+                pid: pid(&sid),
+                tid: tid(&sid),
                 out,
                 preempt,
             }),
-            PerfEvent::Lost { lost, .. } => tx.send(&Message::Lost {
+            Record::Lost { lost, .. } => tx.send(&Message::Lost {
                 cpu: ring_cpu,
                 kind: if sampling {
                     LOST_SAMPLES
@@ -705,7 +705,7 @@ impl State {
                 },
                 count: lost,
             }),
-            PerfEvent::Other(_) => Ok(()),
+            _ => Ok(()),
         }
     }
 }

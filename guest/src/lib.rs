@@ -7,22 +7,20 @@
 //!
 //! Modules, in pipeline order:
 //!
-//! 1. [`collect`] — guest-wide perf events (sideband dummy + cpu-clock) per guest CPU;
-//! 2. [`perfrec`] — IO-free decoding of their records;
-//! 3. [`procfs`], [`elfsyms`] — /proc snapshot, kallsyms, modules; ELF symbols and build-ids;
-//! 4. [`sender`] — framing, batching and chunking onto the channel;
-//! 5. `hvprof_proto::transport` — virtio-serial port, vsock, TCP;
-//! 6. [`helper`] — the main loop (reconnects and resends on a new host attachment).
+//! 1. [`collect`] — guest-wide perf events (sideband dummy + cpu-clock) per guest CPU, opened,
+//!    read and decoded through the one perf layer (`hvprof-perf`) the host uses too;
+//! 2. [`procfs`], [`elfsyms`] — /proc snapshot, kallsyms, modules; ELF symbols and build-ids;
+//! 3. [`sender`] — framing, batching and chunking onto the channel;
+//! 4. `hvprof_proto::transport` — virtio-serial port, vsock, TCP;
+//! 5. [`helper`] — the main loop (reconnects and resends on a new host attachment).
 //!
 //! The wire protocol (`docs/protocol.md`) and the channels are the `hvprof-proto` crate,
-//! shared with the host; [`proto`] re-exports it. `unsafe` lives only in [`sys`].
+//! shared with the host. `unsafe` lives only in [`sys`] (and the shared perf layer, `hvprof-perf`).
 
 pub mod collect;
 pub mod elfsyms;
 pub mod helper;
-pub mod perfrec;
 pub mod procfs;
 pub mod sender;
 pub mod sys;
 
-pub use hvprof_proto as proto;

@@ -293,10 +293,12 @@ macro_rules! flag {
 impl AttrBuilder {
     /// An attr for event `type_` (`PERF_TYPE_*`) and `config`, everything else zero.
     pub fn new(type_: u32, config: u64) -> AttrBuilder {
-        let mut attr = perf_event_attr::default();
-        attr.type_ = type_;
-        attr.config = config;
-        attr.size = std::mem::size_of::<perf_event_attr>() as u32;
+        let attr = perf_event_attr {
+            type_,
+            config,
+            size: std::mem::size_of::<perf_event_attr>() as u32,
+            ..perf_event_attr::default()
+        };
         AttrBuilder { attr }
     }
 

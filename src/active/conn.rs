@@ -35,7 +35,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hvprof_guest::collect::PerfNow;
+use hvprof_perf::clock::PerfNow;
 use hvprof_proto::sys::{poll_one, VsockListener};
 use hvprof_proto::transport::Stream;
 use hvprof_proto::{FrameDecoder, Limits, Message, CLOCK_PERF_LOCAL};

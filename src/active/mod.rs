@@ -217,7 +217,7 @@ pub struct GuestSummary {
 #[derive(Debug, Clone)]
 pub struct ActiveOutcome {
     /// Guest samples with attribution and guest context, to feed
-    /// [`crate::report::Aggregator::add`] (`.0`) and keep for per-process rows.
+    /// [`crate::aggregate::Aggregator::add`] (`.0`) and keep for per-process rows.
     pub attributed: Vec<(Attributed, GuestContext)>,
     /// Per guest process rows of this VM.
     pub processes: Vec<GuestProcessReport>,

@@ -1,11 +1,7 @@
 //! The [`Profile`] tree: per VM → per vCPU (and other VMM threads) → class → top symbols, with
 //! samples, percentages, lost and throttled counts; built by [`crate::aggregate::Aggregator`]
-//! and rendered by [`text`], [`json`] and [`flame`]. The JSON schema is documented in
+//! and rendered by the formats in [`crate::output`]. The JSON schema is documented in
 //! `docs/formats.md`.
-
-pub mod flame;
-pub mod json;
-pub mod text;
 
 use serde::{Deserialize, Serialize};
 

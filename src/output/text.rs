@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{ClassRow, Profile, SymbolRow, ThreadReport};
+use crate::report::{ClassRow, GuestView, Profile, SymbolRow, ThreadReport};
 use crate::counters::Rate;
 
 /// Renders the profile as text. `top` limits symbols shown per thread.
@@ -66,7 +66,7 @@ pub fn render(p: &Profile, top: usize) -> String {
     o
 }
 
-fn guest_view(o: &mut String, g: &super::GuestView, top: usize) {
+fn guest_view(o: &mut String, g: &GuestView, top: usize) {
     let s = &g.summary;
     let _ = writeln!(
         o,

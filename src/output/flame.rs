@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use super::{Profile, ThreadReport};
+use crate::report::{Profile, ThreadReport};
 
 /// Folded stack lines, one per (VM, thread, class, symbol), sorted. Build the profile with an
 /// unlimited symbol count (`top = usize::MAX`) so nothing is cut.

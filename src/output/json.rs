@@ -1,6 +1,6 @@
 //! JSON rendering of a [`Profile`] (schema in `docs/formats.md`).
 
-use super::Profile;
+use crate::report::Profile;
 
 /// Renders the profile as pretty-printed JSON.
 pub fn render(p: &Profile) -> String {
