@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
+use super::drain::RingHealth;
 use super::hist::LatencySummary;
+use super::source::{SRC_EXIT_PATH, SRC_KVM_EXIT};
 use super::{ExitStat, ReasonStat, StatReport};
 
 /// Formats a duration in ns with a unit: `812ns`, `65.2us`, `1.20ms`, `2.50s`.
@@ -87,6 +89,13 @@ fn exit_block(out: &mut String, e: &ExitStat, detailed: bool) {
             e.unmatched
         );
     }
+    if e.undecodable > 0 {
+        let _ = writeln!(
+            out,
+            "    ({} samples too short for their tracepoint format: not decoded)",
+            e.undecodable
+        );
+    }
     if let (Some(src), Some(l)) = (&e.latency_source, &e.latency) {
         let _ = writeln!(
             out,
@@ -153,10 +162,14 @@ fn exit_block(out: &mut String, e: &ExitStat, detailed: bool) {
             .tracepoints
             .iter()
             .map(|t| {
-                if t.lost > 0 {
-                    format!("{} {} ({} lost)", t.name, t.count, t.lost)
-                } else {
-                    format!("{} {}", t.name, t.count)
+                let h = RingHealth {
+                    lost: t.lost,
+                    corrupt: t.corrupt,
+                    ring_errors: t.ring_errors,
+                };
+                match health_cols(&h) {
+                    Some(h) => format!("{} {} ({h})", t.name, t.count),
+                    None => format!("{} {}", t.name, t.count),
                 }
             })
             .collect();
@@ -276,7 +289,13 @@ pub fn render_text(r: &StatReport) -> String {
     }
     let x = &r.xen_hypercalls;
     if x.available {
-        let _ = writeln!(out, "Xen hypercalls [{}]: {}", x.source, x.total);
+        let h = RingHealth {
+            lost: x.lost,
+            corrupt: x.corrupt,
+            ring_errors: x.ring_errors,
+        };
+        let h = health_cols(&h).map_or(String::new(), |h| format!(" ({h})"));
+        let _ = writeln!(out, "Xen hypercalls [{}]: {}{h}", x.source, x.total);
         for h in x.by_op.iter().take(15) {
             let _ = writeln!(
                 out,
@@ -293,19 +312,41 @@ pub fn render_text(r: &StatReport) -> String {
     }
     let _ = writeln!(out, "tracepoints:");
     for t in &r.tracepoints {
+        let h = RingHealth {
+            lost: t.lost,
+            corrupt: t.corrupt,
+            ring_errors: t.ring_errors,
+        };
+        let h = health_cols(&h).map_or(String::new(), |h| format!(" ({h})"));
         let _ = writeln!(
             out,
-            "  {:<24} {:<8} {:>10}  {}",
+            "  {:<24} {:<8} {:>10}  {}{h}",
             t.name, t.state, t.count, t.detail
         );
     }
     out
 }
 
+/// `3 lost, 1 corrupt, 2 ring errors` (the non-zero parts), or `None` when nothing was lost.
+fn health_cols(h: &RingHealth) -> Option<String> {
+    let mut parts = Vec::new();
+    if h.lost > 0 {
+        parts.push(format!("{} lost", h.lost));
+    }
+    if h.corrupt > 0 {
+        parts.push(format!("{} corrupt", h.corrupt));
+    }
+    if h.ring_errors > 0 {
+        let s = if h.ring_errors == 1 { "" } else { "s" };
+        parts.push(format!("{} ring error{s}", h.ring_errors));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 fn short_source(s: &str) -> &str {
-    if s == super::SRC_KVM_EXIT {
+    if s == SRC_KVM_EXIT {
         "kvm_exit"
-    } else if s == super::SRC_EXIT_PATH {
+    } else if s == SRC_EXIT_PATH {
         "exit-path tps"
     } else {
         s
@@ -313,7 +354,8 @@ fn short_source(s: &str) -> &str {
 }
 
 /// Renders one interval as `perf stat -I`-style lines: one line per VM (time since start in
-/// seconds, exits and rate with the source, latency avg/p99, mean steal of its vCPUs), or one
+/// seconds, exits and rate with the source, latency avg/p99, mean steal of its vCPUs, and the
+/// samples lost or corrupt in its tracepoints' rings when there are any), or one
 /// line with this kernel's steal when there is no VM.
 pub fn render_interval_line(r: &StatReport) -> String {
     let t = r.start_s + r.duration_s;
@@ -336,8 +378,17 @@ pub fn render_interval_line(r: &StatReport) -> String {
         // Mean over the vCPUs, so 100 % means every vCPU waited all the time.
         let steal_ns = steals.iter().sum::<u64>() / (steals.len().max(1) as u64);
         let secs = r.duration_s.max(1e-9);
+        let mut h = RingHealth::default();
+        for tp in &vm.exits.tracepoints {
+            h.add(RingHealth {
+                lost: tp.lost,
+                corrupt: tp.corrupt,
+                ring_errors: tp.ring_errors,
+            });
+        }
+        let h = health_cols(&h).map_or(String::new(), |h| format!("  ({h})"));
         lines.push(format!(
-            "{t:>12.3}  vm {:<7} exits {:>9} {:>10.1}/s [{}]  {lat}  steal/vCPU {:>7.1} ms/s ({:>5.1}%){}",
+            "{t:>12.3}  vm {:<7} exits {:>9} {:>10.1}/s [{}]  {lat}  steal/vCPU {:>7.1} ms/s ({:>5.1}%){}{h}",
             vm.pid,
             vm.exits.total,
             vm.exits.per_s,
