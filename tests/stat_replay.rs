@@ -376,4 +376,8 @@ fn stat_truncated_payloads_are_counted_not_fatal() {
     let c = tr.take(5);
     assert_eq!(c.undecodable, 1);
     assert_eq!(c.kvm_exits(), 0);
+    // ... and reported, not dropped.
+    let e = exit_stat_from_counts(&c, &BTreeMap::new(), 1_000_000_000);
+    assert_eq!(e.undecodable, 1);
+    assert_eq!(e.tracepoints.iter().map(|t| t.samples).sum::<u64>(), 1);
 }
