@@ -6,6 +6,11 @@
 //!
 //! Needs gcc and system-wide perf events (root, or perf_event_paranoid <= -1): without them
 //! the test prints why and passes, except under CI=true where it fails.
+//!
+//! The machine may be busy: the busy programs' sample counts are checked against their
+//! measured time on CPU (`tests/common/on_cpu.rs`), not against how long they ran.
+
+mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,6 +19,8 @@ use std::time::Duration;
 
 use hvprof::active::{connect_with, ConnectOptions, HelperSpec};
 use hvprof::attribute::Class;
+
+use common::on_cpu::{assert_samples, expected_samples, sample_tolerance, thread_on_cpu_ns};
 
 const HOT_C: &str = r#"
 #include <stdlib.h>
@@ -82,6 +89,14 @@ fn free_port() -> u16 {
 
 struct Kill(Child);
 
+/// Whether process `pid` (a child not yet reaped) has exited: state `Z` in /proc/PID/stat.
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.get(s.rfind(')')? + 2..)?.starts_with('Z')))
+        .unwrap_or(false)
+}
+
 impl Drop for Kill {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -124,14 +139,17 @@ fn real_helper_names_hot_functions_of_a_busy_process() {
     )
     .unwrap();
     // One workload before the helper starts (found in /proc), one after (MMAP2 sideband).
-    let before = Kill(Command::new(&hot).arg("4").spawn().unwrap());
+    let before = Kill(Command::new(&hot).arg("6").spawn().unwrap());
+    let before_pid = before.0.id() as i32;
     std::thread::sleep(Duration::from_millis(200));
+    // `before`'s time on CPU over (a little more than) the helper's sampling window.
+    let before_start = thread_on_cpu_ns(before_pid, before_pid).expect("schedstat");
     let out = Command::new(&helper)
         .args([
             "--tcp",
             &format!("127.0.0.1:{port}"),
             "--duration",
-            "2",
+            "3",
             "--no-retry",
             "-v",
         ])
@@ -139,8 +157,20 @@ fn real_helper_names_hot_functions_of_a_busy_process() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    let after = Kill(Command::new(&hot).arg("2").spawn().unwrap());
+    // `after` lives entirely inside the sampling window (1 s of a 3 s window that has begun),
+    // so all its time on CPU is sampled.
+    let sampling = conn.wait_until(Duration::from_secs(20), |m, _| !m.samples().is_empty());
+    let after = Kill(Command::new(&hot).arg("1").spawn().unwrap());
+    let after_pid = after.0.id();
+    let t0 = std::time::Instant::now();
+    while !is_zombie(after_pid) && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let after_inside = sampling && conn.status().bye.is_none() && is_zombie(after_pid);
+    // A zombie keeps its schedstat: its whole life's time on CPU.
+    let after_on_cpu = thread_on_cpu_ns(after_pid as i32, after_pid as i32);
     let out = out.wait_with_output().unwrap();
+    let before_on_cpu = thread_on_cpu_ns(before_pid, before_pid).map(|e| e - before_start);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     if !out.status.success() {
         if stderr.contains("opening perf events") {
@@ -163,7 +193,41 @@ fn real_helper_names_hot_functions_of_a_busy_process() {
     let samples = model.take_samples();
     assert!(samples.len() > 500, "{} samples", samples.len());
     let attributed: Vec<_> = samples.iter().map(|s| model.attribute(s)).collect();
-    let pids = [before.0.id(), after.0.id()];
+    // Samples against time on CPU (1000 Hz, asserted above): `after` was sampled all its life;
+    // `before` at most during its time on CPU around the helper's run.
+    let of_pid = |pid: u32| samples.iter().filter(|s| s.guest_pid == pid).count() as u64;
+    let after_ns = after_on_cpu.expect("schedstat of the exited workload");
+    eprintln!(
+        "after: {} samples, {after_ns} ns on CPU; before: {} samples, {before_on_cpu:?} ns",
+        of_pid(after_pid),
+        of_pid(before_pid as u32)
+    );
+    if after_inside {
+        assert_samples(
+            "workload started during sampling",
+            of_pid(after_pid),
+            after_ns,
+            1000,
+        );
+    } else {
+        eprintln!("the helper stopped before the 1 s workload ended: upper bound only");
+        let (got, want) = (of_pid(after_pid) as f64, expected_samples(after_ns, 1000));
+        assert!(
+            got <= want + sample_tolerance(after_ns, 1000),
+            "{got} > {want:.0}"
+        );
+    }
+    let before_ns = before_on_cpu.expect("schedstat of the running workload");
+    let (got, want) = (
+        of_pid(before_pid as u32) as f64,
+        expected_samples(before_ns, 1000),
+    );
+    assert!(
+        got <= want + sample_tolerance(before_ns, 1000),
+        "workload started before the helper: {got} samples, more than its {before_ns} ns on CPU \
+         give ({want:.0})"
+    );
+    let pids = [before.0.id(), after_pid];
     for pid in pids {
         let mut n = std::collections::HashMap::<String, u64>::new();
         for (a, ctx) in &attributed {
