@@ -114,7 +114,7 @@ pub enum Error {
     },
     /// Active mode: the guest helper channel failed.
     #[error("active mode")]
-    Active(#[from] crate::active::ActiveError),
+    Active(#[from] crate::active::error::ActiveError),
     /// A system call failed.
     #[error("{op} failed")]
     Sys {

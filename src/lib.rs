@@ -29,15 +29,10 @@ pub mod recording;
 pub mod report;
 pub mod session;
 pub mod stat;
-pub mod sys;
 
 pub use error::{Error, Result};
 /// The one perf layer (ABI, fds, ring buffers, record decoder), from the `hvprof-perf` crate.
 pub use hvprof_perf as perf;
-/// The record decoder (`hvprof_perf::record`), at the pipeline stage that uses it.
-pub use hvprof_perf::record;
-/// The ring buffers (`hvprof_perf::ring`), at the pipeline stage that uses them.
-pub use hvprof_perf::ring;
 
 /// Formats an error with its chain of causes: `outer: inner: innermost`.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

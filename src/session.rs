@@ -281,7 +281,7 @@ pub fn record(
             .iter()
             .flat_map(|vm| vm.threads.iter().map(|t| Target::Thread(t.tid)))
             .collect(),
-        Scope::SystemWide => online_cpus(&opts.root)
+        Scope::SystemWide => hvprof_perf::sys::online_cpus(&opts.root)
             .into_iter()
             .map(Target::Cpu)
             .collect(),
@@ -578,21 +578,4 @@ pub fn on_cpu_ns(proc_root: &Path, tid: i32) -> Option<u64> {
     crate::stat::steal::SchedStat::read(proc_root, tid, tid)
         .ok()
         .map(|s| s.on_cpu_ns)
-}
-
-/// Online CPUs from `/sys/devices/system/cpu/online` (`0-3,5`), else `0..cpu_count()`.
-pub fn online_cpus(root: &Path) -> Vec<u32> {
-    let text =
-        std::fs::read_to_string(root.join("sys/devices/system/cpu/online")).unwrap_or_default();
-    let mut cpus = Vec::new();
-    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
-            cpus.extend(a..=b.min(a + 4096));
-        }
-    }
-    if cpus.is_empty() {
-        cpus = (0..hvprof_perf::sys::cpu_count() as u32).collect();
-    }
-    cpus
 }

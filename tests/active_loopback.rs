@@ -10,7 +10,7 @@ use hvprof::active::{
     connect_with, ActiveError, ActiveOptions, ActiveSession, ConnectOptions, HelperSpec, Readiness,
 };
 use hvprof::attribute::Class;
-use hvprof::record::CpuMode;
+use hvprof::perf::CpuMode;
 use hvprof_guest::sender::Sender;
 use hvprof_proto::{
     ClockInfo, FrameDecoder, Hello, Limits, Message, Segment, WireSample, WireSwitch, WireSymbol,

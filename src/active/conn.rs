@@ -29,7 +29,6 @@ use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -39,77 +38,11 @@ use hvprof_perf::clock::PerfNow;
 use hvprof_proto::sys::{poll_one, VsockListener};
 use hvprof_proto::transport::Stream;
 use hvprof_proto::{FrameDecoder, Limits, Message, CLOCK_PERF_LOCAL};
-use serde::{Deserialize, Serialize};
 
 use super::clock::{read_tsc_offsets, ClockSync, PerfClockParams, RoundTrip, TscConversion};
+use super::error::{ActiveError, HelperSpec};
 use super::model::{Budget, GuestModel};
-use super::ActiveError;
-
-/// Where the helper is reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HelperSpec {
-    /// `unix:PATH`: QEMU's chardev socket of the virtio-serial port (`-chardev
-    /// socket,id=hvp,path=PATH,server=on,wait=off -device virtserialport,chardev=hvp,name=org.hvprof.0`).
-    Unix(PathBuf),
-    /// `tcp:ADDR`: listen on ADDR; the helper connects.
-    Tcp(String),
-    /// `vsock:CID:PORT` (or `vsock:PORT`): listen on vsock PORT; accept only guest CID (any
-    /// when omitted).
-    Vsock {
-        /// The guest's CID, if it should be checked.
-        cid: Option<u32>,
-        /// Port.
-        port: u32,
-    },
-}
-
-impl FromStr for HelperSpec {
-    type Err = ActiveError;
-
-    fn from_str(s: &str) -> Result<HelperSpec, ActiveError> {
-        let bad = |why: &str| ActiveError::InvalidSpec(format!("{s:?}: {why}"));
-        if let Some(p) = s.strip_prefix("unix:") {
-            if p.is_empty() {
-                return Err(bad("empty path"));
-            }
-            return Ok(HelperSpec::Unix(PathBuf::from(p)));
-        }
-        if let Some(a) = s.strip_prefix("tcp:") {
-            if a.is_empty() {
-                return Err(bad("empty address"));
-            }
-            return Ok(HelperSpec::Tcp(a.to_string()));
-        }
-        if let Some(v) = s.strip_prefix("vsock:") {
-            let (cid, port) = match v.split_once(':') {
-                Some((c, p)) => (
-                    Some(c.parse::<u32>().map_err(|_| bad("CID is not a number"))?),
-                    p,
-                ),
-                None => (None, v),
-            };
-            let port = port
-                .parse::<u32>()
-                .map_err(|_| bad("port is not a number"))?;
-            return Ok(HelperSpec::Vsock { cid, port });
-        }
-        if s.starts_with('/') || s.starts_with('.') {
-            return Ok(HelperSpec::Unix(PathBuf::from(s)));
-        }
-        Err(bad("expected unix:PATH, tcp:ADDR or vsock:CID:PORT"))
-    }
-}
-
-impl std::fmt::Display for HelperSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HelperSpec::Unix(p) => write!(f, "unix:{}", p.display()),
-            HelperSpec::Tcp(a) => write!(f, "tcp:{a}"),
-            HelperSpec::Vsock { cid: Some(c), port } => write!(f, "vsock:{c}:{port}"),
-            HelperSpec::Vsock { cid: None, port } => write!(f, "vsock:{port}"),
-        }
-    }
-}
+use crate::report::guest::ConnStatus;
 
 /// Connection options.
 #[derive(Debug, Clone)]
@@ -142,27 +75,6 @@ impl Default for ConnectOptions {
             max_connections: 64,
         }
     }
-}
-
-/// The receiver's state, for progress and errors.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnStatus {
-    /// Connections made or accepted.
-    pub connections: u32,
-    /// Connected now.
-    pub connected: bool,
-    /// Frames decoded.
-    pub frames: u64,
-    /// Bytes received.
-    pub bytes: u64,
-    /// Bytes skipped to find a frame start before a hello (joining a virtio-serial stream).
-    pub skipped_bytes: u64,
-    /// Why the last connection was dropped.
-    pub last_error: Option<String>,
-    /// The helper's last bye reason.
-    pub bye: Option<String>,
-    /// The receiver thread ended.
-    pub finished: bool,
 }
 
 struct Shared {

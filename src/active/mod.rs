@@ -19,12 +19,13 @@
 //! use std::sync::atomic::AtomicBool;
 //! let opts = ActiveOptions::new("unix:/tmp/vm.sock".parse()?, 4242);
 //! let out = record_active(&opts, Some(std::time::Duration::from_secs(10)), &AtomicBool::new(false))?;
-//! print!("{}", hvprof::active::report::render_text(&out.processes, 5));
+//! print!("{}", hvprof::output::text::guest_processes(&out.processes, 5));
 //! # Ok(()) }
 //! ```
 
 pub mod clock;
 pub mod conn;
+pub mod error;
 pub mod model;
 pub mod report;
 pub mod symtab;
@@ -33,107 +34,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-pub use conn::{connect, connect_with, ConnStatus, ConnectOptions, HelperConn, HelperSpec};
-pub use model::{Budget, GuestContext, GuestModel, GuestSample, ModelStats};
-pub use report::{guest_process_reports, GuestProcessReport};
+pub use crate::report::guest::{ConnStatus, GuestProcessReport, GuestSummary, ModelStats};
+pub use conn::{connect, connect_with, ConnectOptions, HelperConn};
+pub use error::{ActiveError, HelperSpec};
+pub use model::{Budget, GuestContext, GuestModel, GuestSample};
+pub use report::guest_process_reports;
 
 use crate::attribute::Attributed;
-use crate::record::Sample;
-
-/// Errors of active mode.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ActiveError {
-    /// A helper spec that does not parse.
-    #[error("invalid --helper value {0}")]
-    InvalidSpec(String),
-    /// Connecting to the helper's socket failed.
-    #[error("connecting to the guest helper channel {spec} (is the VM running with the hvprof virtio-serial port?)")]
-    Connect {
-        /// The spec.
-        spec: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Binding the listener failed.
-    #[error("listening for the guest helper on {spec}")]
-    Listen {
-        /// The spec.
-        spec: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The receiver thread could not start.
-    #[error("starting the helper receiver thread")]
-    Thread(#[source] std::io::Error),
-    /// The channel opened (or the listener was bound) but no `hvprof-guest` helper said
-    /// hello on it within the wait ([`ActiveSession::await_helper`]). The message names the
-    /// channel, the wait, what was seen and what to check.
-    #[error("{}", no_helper_message(.spec, .waited, .connections, .last_error, .interrupted))]
-    NoHelper {
-        /// The channel.
-        spec: HelperSpec,
-        /// How long hvprof waited.
-        waited: Duration,
-        /// Connections made (`unix:`) or accepted (`tcp:`, `vsock:`) meanwhile.
-        connections: u32,
-        /// Why the last connection was dropped, if one was.
-        last_error: Option<String>,
-        /// The wait was cut short by a stop request.
-        interrupted: bool,
-    },
-}
-
-/// The one-line message of [`ActiveError::NoHelper`]: what happened, then what to check for
-/// this kind of channel.
-fn no_helper_message(
-    spec: &HelperSpec,
-    waited: &Duration,
-    connections: &u32,
-    last_error: &Option<String>,
-    interrupted: &bool,
-) -> String {
-    let secs = waited.as_secs_f64();
-    let secs = if secs >= 10.0 {
-        format!("{secs:.0}")
-    } else {
-        format!("{secs:.1}")
-    };
-    let seen = match (spec, *connections) {
-        (HelperSpec::Unix(_), 0) => "the socket refused every connection",
-        (HelperSpec::Unix(_), _) => "the socket accepted the connection but nothing answered",
-        (_, 0) => "nothing connected",
-        (_, _) => "a peer connected but sent no hello",
-    };
-    // The cause may quote bytes from the channel: one line, bounded.
-    let last = last_error
-        .as_deref()
-        .map(|e| {
-            let e: String = e.chars().filter(|c| !c.is_control()).take(200).collect();
-            format!("; last error: {e}")
-        })
-        .unwrap_or_default();
-    let stopped = if *interrupted { "; stopped early" } else { "" };
-    let check = match spec {
-        HelperSpec::Unix(p) => format!(
-            "that hvprof-guest runs inside the guest, that {} is this VM's chardev socket, and that the VM has the virtio-serial port (-device virtserialport,chardev=ID,name=org.hvprof.0)",
-            p.display()
-        ),
-        HelperSpec::Tcp(a) => format!(
-            "that hvprof-guest runs inside the guest with --tcp pointing at {a} (QEMU user networking: 10.0.2.2:PORT), and that the guest can reach it"
-        ),
-        HelperSpec::Vsock { port, .. } => format!(
-            "that hvprof-guest runs inside the guest with --vsock 2:{port}, and that the VM has a vsock device (-device vhost-vsock-pci,guest-cid=CID)"
-        ),
-    };
-    format!(
-        "no hvprof-guest helper answered on {spec} within {secs} s ({seen}{last}{stopped}); check {check}"
-    )
-}
+use hvprof_perf::Sample;
 
 /// Options of an active session for one VM.
 #[derive(Debug, Clone)]
@@ -176,41 +84,6 @@ impl ActiveOptions {
         self.connect.kvm_debugfs = d;
         self
     }
-}
-
-/// What the guest said about itself and how the session went, for the report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GuestSummary {
-    /// VMM pid.
-    pub vm_pid: i32,
-    /// Guest kernel release.
-    pub kernel_release: String,
-    /// Guest boot id.
-    pub boot_id: String,
-    /// Guest host name.
-    pub hostname: String,
-    /// Guest CPUs.
-    pub cpus: u32,
-    /// Helper version.
-    pub helper_version: String,
-    /// Helper sampling frequency (0: none).
-    pub sampling_hz: u32,
-    /// Clock relation, in words.
-    pub clock: String,
-    /// Its error bound in ns.
-    pub clock_error_ns: Option<u64>,
-    /// Guest kernel symbols received.
-    pub kallsyms_symbols: usize,
-    /// Guest symbol tables received.
-    pub symbol_tables: usize,
-    /// Guest processes known.
-    pub processes: usize,
-    /// Counters.
-    pub stats: ModelStats,
-    /// Channel status.
-    pub channel: ConnStatus,
-    /// Where guest samples came from: `host` (host-tagged, merged) or `helper`.
-    pub samples_from: String,
 }
 
 /// The result of an active session.

@@ -11,45 +11,19 @@
 //! assert!(rows.is_empty());
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
-
-use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 use super::model::GuestContext;
-use crate::attribute::{Attributed, Class, Symbol};
-use crate::report::{ClassRow, SymbolRow};
+use crate::aggregate::{class_rows, pct, symbol_rows, Counts};
+use crate::attribute::Attributed;
+use crate::report::guest::GuestProcessReport;
 
-/// One guest process of one VM.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GuestProcessReport {
-    /// VMM pid (the VM).
-    pub vm_pid: i32,
-    /// Guest pid, None for samples whose guest thread is unknown.
-    pub guest_pid: Option<u32>,
-    /// Process name (the most frequent process `comm` among its samples).
-    pub comm: String,
-    /// Samples.
-    pub samples: u64,
-    /// Sum of periods (ns for cpu-clock).
-    pub period: u64,
-    /// Percent of the VM's guest samples (0–100).
-    pub percent: f64,
-    /// Threads: `(guest tid, comm, samples)`, most samples first.
-    pub threads: Vec<(u32, String, u64)>,
-    /// Class split (guest kernel / guest user), percent of this process's samples.
-    pub classes: Vec<ClassRow>,
-    /// Top symbols, percent of this process's samples.
-    pub top_symbols: Vec<SymbolRow>,
-}
-
+/// One guest process's counts: the shared [`Counts`] plus its names and threads.
 #[derive(Default)]
 struct Acc {
-    samples: u64,
-    period: u64,
+    counts: Counts,
     comms: HashMap<String, u64>,
     threads: HashMap<u32, (HashMap<String, u64>, u64)>,
-    classes: BTreeMap<Class, (u64, u64)>,
-    symbols: HashMap<(Class, Symbol), u64>,
 }
 
 fn most(m: &HashMap<String, u64>) -> String {
@@ -57,14 +31,6 @@ fn most(m: &HashMap<String, u64>) -> String {
         .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
         .map(|e| e.0.clone())
         .unwrap_or_else(|| "[unknown]".into())
-}
-
-fn pct(n: u64, total: u64) -> f64 {
-    if total == 0 {
-        0.0
-    } else {
-        n as f64 * 100.0 / total as f64
-    }
 }
 
 /// Builds the per-process rows of VM `vm_pid` from its attributed guest samples (samples of
@@ -82,18 +48,13 @@ pub fn guest_process_reports(
         }
         total += 1;
         let acc = by_pid.entry(c.guest_pid).or_default();
-        acc.samples += 1;
-        acc.period = acc.period.saturating_add(a.sample.period);
+        acc.counts.add(a);
         *acc.comms.entry(c.process.clone()).or_default() += 1;
         if let Some(t) = c.guest_tid {
             let e = acc.threads.entry(t).or_default();
             *e.0.entry(c.comm.clone()).or_default() += 1;
             e.1 += 1;
         }
-        let e = acc.classes.entry(a.class).or_default();
-        e.0 += 1;
-        e.1 = e.1.saturating_add(a.sample.period);
-        *acc.symbols.entry((a.class, a.symbol.clone())).or_default() += 1;
     }
     let mut out: Vec<GuestProcessReport> = by_pid
         .into_iter()
@@ -104,22 +65,6 @@ pub fn guest_process_reports(
                 .map(|(t, (c, n))| (*t, most(c), *n))
                 .collect();
             threads.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
-            let mut symbols: Vec<SymbolRow> = acc
-                .symbols
-                .into_iter()
-                .map(|((class, symbol), n)| SymbolRow {
-                    class,
-                    symbol,
-                    samples: n,
-                    percent: pct(n, acc.samples),
-                })
-                .collect();
-            symbols.sort_by(|a, b| {
-                b.samples
-                    .cmp(&a.samples)
-                    .then_with(|| a.symbol.cmp(&b.symbol))
-            });
-            symbols.truncate(top);
             GuestProcessReport {
                 vm_pid,
                 guest_pid: pid,
@@ -128,21 +73,12 @@ pub fn guest_process_reports(
                 } else {
                     most(&acc.comms)
                 },
-                samples: acc.samples,
-                period: acc.period,
-                percent: pct(acc.samples, total),
+                samples: acc.counts.samples,
+                period: acc.counts.period,
+                percent: pct(acc.counts.samples, total),
                 threads,
-                classes: acc
-                    .classes
-                    .iter()
-                    .map(|(c, (n, p))| ClassRow {
-                        class: *c,
-                        samples: *n,
-                        period: *p,
-                        percent: pct(*n, acc.samples),
-                    })
-                    .collect(),
-                top_symbols: symbols,
+                classes: class_rows(&acc.counts, false),
+                top_symbols: symbol_rows(&acc.counts, false, top),
             }
         })
         .collect();
@@ -154,39 +90,11 @@ pub fn guest_process_reports(
     out
 }
 
-/// Renders the rows as text: one block per process with its top `top` symbols.
-pub fn render_text(rows: &[GuestProcessReport], top: usize) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    for r in rows {
-        let pid = r.guest_pid.map_or("?".to_string(), |p| p.to_string());
-        let _ = writeln!(
-            s,
-            "  guest pid {pid:>6} {:<20} {:>6.2}%  ({} samples)",
-            r.comm, r.percent, r.samples
-        );
-        for sym in r.top_symbols.iter().take(top) {
-            let dso = if sym.symbol.dso.starts_with('[') {
-                sym.symbol.dso.clone()
-            } else {
-                format!("[{}]", sym.symbol.dso)
-            };
-            let _ = writeln!(
-                s,
-                "      {:>6.2}%  {:<13} {} {dso}",
-                sym.percent,
-                sym.class.key(),
-                sym.symbol.display_name(),
-            );
-        }
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{CpuMode, Sample};
+    use crate::attribute::{Class, Symbol};
+    use hvprof_perf::{CpuMode, Sample};
 
     fn item(
         vm: i32,
@@ -247,6 +155,6 @@ mod tests {
         let json = serde_json::to_string(&r).unwrap();
         let back: Vec<GuestProcessReport> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, r);
-        assert!(render_text(&r, 5).contains("hot_alpha"));
+        assert!(crate::output::text::guest_processes(&r, 5).contains("hot_alpha"));
     }
 }

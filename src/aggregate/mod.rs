@@ -21,12 +21,14 @@ use crate::report::{
 /// Samples and periods of one (class, landing) bucket, per symbol.
 type SymbolCounts = HashMap<Symbol, (u64, u64)>;
 
+/// Samples, period, losses and per-(class, landing) symbol counts of one bucket (a thread, a VM,
+/// a guest process).
 #[derive(Debug, Default, Clone)]
-struct Counts {
+pub(crate) struct Counts {
     /// The process of the first sample (places a thread unknown to the machines in its VM).
     pid: Option<i32>,
-    samples: u64,
-    period: u64,
+    pub(crate) samples: u64,
+    pub(crate) period: u64,
     lost: u64,
     throttled: u64,
     /// (class, landing) → symbol → (samples, period). Two levels so that adding a sample
@@ -35,7 +37,8 @@ struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, a: &Attributed) {
+    /// Adds one sample.
+    pub(crate) fn add(&mut self, a: &Attributed) {
         // Saturating: periods and counts may come from a recording, which is untrusted input.
         self.samples = self.samples.saturating_add(1);
         self.period = self.period.saturating_add(a.sample.period);
@@ -293,7 +296,8 @@ impl Aggregator {
     }
 }
 
-fn pct(n: u64, total: u64) -> f64 {
+/// `n` as a percentage of `total` (0 when `total` is 0).
+pub(crate) fn pct(n: u64, total: u64) -> f64 {
     if total == 0 {
         0.0
     } else {
@@ -301,7 +305,8 @@ fn pct(n: u64, total: u64) -> f64 {
     }
 }
 
-fn class_rows(c: &Counts, hide: bool) -> Vec<ClassRow> {
+/// The class rows of `c`, in [`Class::ALL`] order, percentages of `c`'s samples.
+pub(crate) fn class_rows(c: &Counts, hide: bool) -> Vec<ClassRow> {
     let mut by: BTreeMap<Class, (u64, u64)> = BTreeMap::new();
     for (class, _, n, p) in c.rows(hide) {
         let e = by.entry(class).or_default();
@@ -322,7 +327,8 @@ fn class_rows(c: &Counts, hide: bool) -> Vec<ClassRow> {
         .collect()
 }
 
-fn symbol_rows(c: &Counts, hide: bool, top: usize) -> Vec<SymbolRow> {
+/// The `top` symbol rows of `c`, most samples first.
+pub(crate) fn symbol_rows(c: &Counts, hide: bool, top: usize) -> Vec<SymbolRow> {
     let mut merged: HashMap<(Class, &Symbol), u64> = HashMap::new();
     for (class, sym, n, _) in c.rows(hide) {
         let e = merged.entry((class, sym)).or_default();

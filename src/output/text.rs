@@ -2,8 +2,9 @@
 
 use std::fmt::Write;
 
-use crate::report::{ClassRow, GuestView, Profile, SymbolRow, ThreadReport};
 use crate::counters::Rate;
+use crate::report::guest::GuestProcessReport;
+use crate::report::{ClassRow, GuestView, Profile, SymbolRow, ThreadReport};
 
 /// Renders the profile as text. `top` limits symbols shown per thread.
 pub fn render(p: &Profile, top: usize) -> String {
@@ -90,10 +91,7 @@ fn guest_view(o: &mut String, g: &GuestView, top: usize) {
         s.processes
     );
     let shown = g.processes.len().min(top);
-    o.push_str(&crate::active::report::render_text(
-        &g.processes[..shown],
-        top,
-    ));
+    o.push_str(&guest_processes(&g.processes[..shown], top));
     if g.processes.len() > shown {
         let _ = writeln!(
             o,
@@ -150,4 +148,33 @@ fn symbols(o: &mut String, ind: &str, rows: &[SymbolRow], top: usize) {
             r.symbol.dso
         );
     }
+}
+
+/// Renders active mode's guest process rows as text: one block per process with its top `top` symbols.
+pub fn guest_processes(rows: &[GuestProcessReport], top: usize) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    for r in rows {
+        let pid = r.guest_pid.map_or("?".to_string(), |p| p.to_string());
+        let _ = writeln!(
+            s,
+            "  guest pid {pid:>6} {:<20} {:>6.2}%  ({} samples)",
+            r.comm, r.percent, r.samples
+        );
+        for sym in r.top_symbols.iter().take(top) {
+            let dso = if sym.symbol.dso.starts_with('[') {
+                sym.symbol.dso.clone()
+            } else {
+                format!("[{}]", sym.symbol.dso)
+            };
+            let _ = writeln!(
+                s,
+                "      {:>6.2}%  {:<13} {} {dso}",
+                sym.percent,
+                sym.class.key(),
+                sym.symbol.display_name(),
+            );
+        }
+    }
+    s
 }

@@ -3,6 +3,8 @@
 //! and rendered by the formats in [`crate::output`]. The JSON schema is documented in
 //! `docs/formats.md`.
 
+pub mod guest;
+
 use serde::{Deserialize, Serialize};
 
 use crate::attribute::{Class, Symbol};
@@ -133,9 +135,9 @@ pub struct VmReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GuestView {
     /// About the guest and the session (kernel, CPUs, clock relation, channel).
-    pub summary: crate::active::GuestSummary,
+    pub summary: guest::GuestSummary,
     /// Guest processes, most samples first, with their classes and top symbols.
-    pub processes: Vec<crate::active::report::GuestProcessReport>,
+    pub processes: Vec<guest::GuestProcessReport>,
     /// Guest samples behind `processes`.
     pub samples: u64,
     /// Whether those samples also count in the VM's class table (`true`: host-tagged samples

@@ -1,6 +1,6 @@
-//! IO-free decoding of tracepoint samples: `PERF_RECORD_SAMPLE` with
-//! `sample_type = TID | TIME | CPU | RAW` (the layout hvprof stat requests), and
-//! `PERF_RECORD_LOST`.
+//! `hvprof stat`'s view of its rings: tracepoint samples (`sample_type = TID | TIME | CPU |
+//! RAW`, no `sample_id_all`) decoded by the one perf decoder (`hvprof_perf::record`), seen as
+//! [`TpRecord`]s.
 //!
 //! Record body after the 8-byte header (include/uapi/linux/perf_event.h, the
 //! `PERF_RECORD_SAMPLE` comment, in `sample_type` bit order):
@@ -8,13 +8,18 @@
 //! padded so the record stays 8-byte aligned). The raw bytes are the tracepoint's record as
 //! described by its tracefs `format` file. `PERF_RECORD_LOST` is `u64 id; u64 lost`.
 
-use perf_event_open_sys::bindings as b;
-
-use crate::sys::abi;
+use hvprof_perf::abi;
+use hvprof_perf::record::encode::{Encoder, SampleParts};
+use hvprof_perf::record::{Record, RecordDecoder};
 
 /// The `sample_type` of every event opened by `hvprof stat`.
 pub const STAT_SAMPLE_TYPE: u64 =
-    abi::SAMPLE_TID | abi::SAMPLE_TIME | abi::SAMPLE_CPU | b::PERF_SAMPLE_RAW as u64;
+    abi::SAMPLE_TID | abi::SAMPLE_TIME | abi::SAMPLE_CPU | abi::SAMPLE_RAW;
+
+/// The decoder of `hvprof stat`'s rings (its events do not set `sample_id_all`).
+pub fn decoder() -> RecordDecoder {
+    RecordDecoder::new(STAT_SAMPLE_TYPE).sample_id_all(false)
+}
 
 /// One tracepoint hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +36,7 @@ pub struct TpSample<'a> {
     pub raw: &'a [u8],
 }
 
-/// A decoded record of a `hvprof stat` ring.
+/// A record of a `hvprof stat` ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TpRecord<'a> {
     /// A sample.
@@ -40,99 +45,58 @@ pub enum TpRecord<'a> {
     Lost(u64),
     /// Another record type (skipped).
     Other(u32),
-    /// A record whose size is inconsistent; decoding stops here.
+    /// Bytes that do not form a valid record (counted by the caller).
     Corrupt,
 }
 
 /// Iterates over the records in `bytes` (as appended by `RingBuffer::drain_into`).
 pub fn records(bytes: &[u8]) -> impl Iterator<Item = TpRecord<'_>> {
-    let mut pos = 0usize;
-    let mut done = false;
+    let d = decoder();
+    let mut off = 0usize;
     std::iter::from_fn(move || {
-        if done || pos + abi::HEADER_SIZE > bytes.len() {
-            return None;
-        }
-        let h = &bytes[pos..];
-        let ty = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]);
-        let size = usize::from(u16::from_ne_bytes([h[6], h[7]]));
-        if size < abi::HEADER_SIZE || pos + size > bytes.len() {
-            done = true;
-            return Some(TpRecord::Corrupt);
-        }
-        let body = &bytes[pos + abi::HEADER_SIZE..pos + size];
-        pos += size;
-        Some(match ty {
-            abi::RECORD_SAMPLE => match decode_sample(body) {
-                Some(s) => TpRecord::Sample(s),
-                None => {
-                    done = true;
-                    TpRecord::Corrupt
-                }
-            },
-            abi::RECORD_LOST => match body.get(8..16) {
-                Some(l) => TpRecord::Lost(u64::from_ne_bytes(l.try_into().unwrap_or([0; 8]))),
-                None => TpRecord::Corrupt,
-            },
-            t => TpRecord::Other(t),
+        let (r, size) = d.decode_one(bytes.get(off..)?)?;
+        off += size;
+        Some(match r {
+            Record::Sample(s) => TpRecord::Sample(TpSample {
+                pid: s.sample.pid,
+                tid: s.sample.tid,
+                time_ns: s.sample.time_ns,
+                cpu: s.sample.cpu,
+                raw: s.raw.unwrap_or_default(),
+            }),
+            Record::Lost { lost, .. } => TpRecord::Lost(lost),
+            Record::Corrupt { .. } => TpRecord::Corrupt,
+            Record::Other { kind, .. } => TpRecord::Other(kind),
+            _ => TpRecord::Other(0),
         })
-    })
-}
-
-fn u32_at(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(o..o + 4)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_ne_bytes(b.get(o..o + 8)?.try_into().ok()?))
-}
-
-fn decode_sample(body: &[u8]) -> Option<TpSample<'_>> {
-    let pid = u32_at(body, 0)? as i32;
-    let tid = u32_at(body, 4)? as i32;
-    let time_ns = u64_at(body, 8)?;
-    let cpu = u32_at(body, 16)?;
-    let raw_size = u32_at(body, 24)? as usize;
-    let raw = body.get(28..28usize.checked_add(raw_size)?)?;
-    Some(TpSample {
-        pid,
-        tid,
-        time_ns,
-        cpu,
-        raw,
     })
 }
 
 /// Encodes a sample record exactly as the kernel lays it out for [`STAT_SAMPLE_TYPE`]
 /// (for fixtures and tests).
 pub fn encode_sample(pid: i32, tid: i32, time_ns: u64, cpu: u32, raw: &[u8]) -> Vec<u8> {
-    let body_len = 28 + raw.len();
-    let size = (abi::HEADER_SIZE + body_len).div_ceil(8) * 8;
-    let mut v = Vec::with_capacity(size);
-    v.extend_from_slice(&abi::RECORD_SAMPLE.to_ne_bytes());
-    v.extend_from_slice(&0u16.to_ne_bytes());
-    v.extend_from_slice(&(size as u16).to_ne_bytes());
-    v.extend_from_slice(&(pid as u32).to_ne_bytes());
-    v.extend_from_slice(&(tid as u32).to_ne_bytes());
-    v.extend_from_slice(&time_ns.to_ne_bytes());
-    v.extend_from_slice(&cpu.to_ne_bytes());
-    v.extend_from_slice(&0u32.to_ne_bytes());
-    // The kernel pads the raw part (u32 size + data) to a multiple of 8 and counts the padding
-    // in `raw_size`; keep the tracepoint's bytes first.
-    let padded = size - abi::HEADER_SIZE - 24 - 4;
-    v.extend_from_slice(&(padded as u32).to_ne_bytes());
-    v.extend_from_slice(raw);
-    v.resize(size, 0);
+    let mut v = Vec::with_capacity(40 + raw.len());
+    Encoder::new(STAT_SAMPLE_TYPE).sample(
+        &mut v,
+        &SampleParts {
+            pid: pid as u32,
+            tid: tid as u32,
+            time: time_ns,
+            cpu,
+            raw,
+            ..SampleParts::default()
+        },
+    );
     v
 }
 
 /// Encodes a `PERF_RECORD_LOST` record (`id`, `lost`), without a `sample_id` trailer.
 pub fn encode_lost(lost: u64) -> Vec<u8> {
+    let mut fields = [0u8; 16];
+    fields[8..].copy_from_slice(&lost.to_ne_bytes());
     let mut v = Vec::with_capacity(24);
-    v.extend_from_slice(&abi::RECORD_LOST.to_ne_bytes());
-    v.extend_from_slice(&0u16.to_ne_bytes());
-    v.extend_from_slice(&24u16.to_ne_bytes());
-    v.extend_from_slice(&0u64.to_ne_bytes());
-    v.extend_from_slice(&lost.to_ne_bytes());
+    // sample_type 0: no trailer, as without sample_id_all.
+    Encoder::new(0).sideband(&mut v, abi::RECORD_LOST, 0, &fields, 0, 0, 0, 0);
     v
 }
 
@@ -161,7 +125,7 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_stops() {
+    fn corrupt_is_reported() {
         let mut bytes = encode_sample(1, 1, 1, 1, &[0; 4]);
         bytes[6] = 4; // size < header
         bytes[7] = 0;

@@ -16,33 +16,9 @@
 
 use super::decode::{records, TpRecord, TpSample};
 use super::exits::ExitTracker;
+use super::report::RingHealth;
 use super::vm::VmRt;
-use crate::ring::RingBuffer;
-
-/// What went wrong on one ring (or several, added up) over some time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct RingHealth {
-    /// Records lost because the ring was full (sum of `PERF_RECORD_LOST` `lost` fields).
-    pub(super) lost: u64,
-    /// Corrupt records seen while decoding.
-    pub(super) corrupt: u64,
-    /// Drains that found a corrupt ring head (`data_head - data_tail` beyond the ring).
-    pub(super) ring_errors: u64,
-}
-
-impl RingHealth {
-    /// Adds `o` (saturating).
-    pub(super) fn add(&mut self, o: RingHealth) {
-        self.lost = self.lost.saturating_add(o.lost);
-        self.corrupt = self.corrupt.saturating_add(o.corrupt);
-        self.ring_errors = self.ring_errors.saturating_add(o.ring_errors);
-    }
-
-    /// Whether nothing was lost or corrupt.
-    pub(super) fn is_clean(&self) -> bool {
-        *self == RingHealth::default()
-    }
-}
+use hvprof_perf::RingBuffer;
 
 /// Decodes the records of one drained batch (`bytes`, as appended by
 /// [`RingBuffer::drain_into`]): hands each sample to `on_sample` and counts lost and corrupt

@@ -13,10 +13,10 @@
 use std::collections::BTreeMap;
 
 use super::debugfs;
-use super::drain::RingHealth;
 use super::exits::{covers_userspace_reason, ExitCounts, Tp};
 use super::hist::Hist;
 use super::names;
+use super::report::RingHealth;
 use super::report::{ExitStat, HypercallStat, MmioStat, PioStat, ReasonStat, TpCount};
 use super::source::{Source, LAT_EXIT_PATH, LAT_KVM_EXIT};
 

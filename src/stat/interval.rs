@@ -14,9 +14,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::drain::RingHealth;
 use super::exits::Tp;
 use super::figures::Tally;
+use super::report::RingHealth;
 use super::report::{StatReport, TracepointStatus, XenHypercalls};
 use super::source::{fallback_note, Source};
 use super::steal;

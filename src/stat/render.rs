@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::drain::RingHealth;
 use super::hist::LatencySummary;
+use super::report::RingHealth;
 use super::source::{SRC_EXIT_PATH, SRC_KVM_EXIT};
 use super::{ExitStat, ReasonStat, StatReport};
 

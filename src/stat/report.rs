@@ -218,3 +218,28 @@ pub struct XenHypercalls {
     /// Corrupt ring heads (see [`TpCount::ring_errors`]).
     pub ring_errors: u64,
 }
+
+/// What went wrong on one ring (or several, added up) over some time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct RingHealth {
+    /// Records lost because the ring was full (sum of `PERF_RECORD_LOST` `lost` fields).
+    pub(super) lost: u64,
+    /// Corrupt records seen while decoding.
+    pub(super) corrupt: u64,
+    /// Drains that found a corrupt ring head (`data_head - data_tail` beyond the ring).
+    pub(super) ring_errors: u64,
+}
+
+impl RingHealth {
+    /// Adds `o` (saturating).
+    pub(super) fn add(&mut self, o: RingHealth) {
+        self.lost = self.lost.saturating_add(o.lost);
+        self.corrupt = self.corrupt.saturating_add(o.corrupt);
+        self.ring_errors = self.ring_errors.saturating_add(o.ring_errors);
+    }
+
+    /// Whether nothing was lost or corrupt.
+    pub(super) fn is_clean(&self) -> bool {
+        *self == RingHealth::default()
+    }
+}

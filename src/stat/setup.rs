@@ -8,7 +8,7 @@
 //! ```no_run
 //! # fn main() -> hvprof::Result<()> {
 //! use hvprof::stat::{open_tracepoint, tracefs::Tracepoint};
-//! use hvprof::sys::perf::Target;
+//! use hvprof::perf::Target;
 //! let tp = Tracepoint::load(std::path::Path::new("/sys/kernel/tracing"), "kvm", "kvm_exit")
 //!     .map_err(hvprof::Error::InvalidOption)?;
 //! let fd = open_tracepoint(&tp, Target::Thread(1234), true)?;
@@ -28,9 +28,8 @@ use super::vm::{OpenTp, VcpuRt, VmRt};
 use super::StatOptions;
 use crate::discover::{self, Vm};
 use crate::error::{Error, Result};
-use crate::ring::RingBuffer;
-use crate::sys::abi;
-use crate::sys::perf::{zeroed_attr, PerfFd, Target};
+use hvprof_perf::abi::{self, AttrBuilder};
+use hvprof_perf::{PerfFd, RingBuffer, Target};
 
 /// Opens one tracepoint on `target` for `hvprof stat`: sampling every hit (`period 1`,
 /// `TID | TIME | CPU | RAW`, `CLOCK_MONOTONIC` timestamps) when `sampled`, else counting only.
@@ -39,16 +38,14 @@ use crate::sys::perf::{zeroed_attr, PerfFd, Target};
 /// # Errors
 /// [`Error::PerfEventOpen`].
 pub fn open_tracepoint(tp: &Tracepoint, target: Target, sampled: bool) -> Result<PerfFd> {
-    let mut attr = zeroed_attr();
-    attr.type_ = abi::TYPE_TRACEPOINT;
-    attr.config = tp.format.id;
+    let mut b = AttrBuilder::new(abi::TYPE_TRACEPOINT, tp.format.id).disabled(true);
     if sampled {
-        attr.sample_type = STAT_SAMPLE_TYPE;
-        attr.__bindgen_anon_1.sample_period = 1;
-        attr.set_use_clockid(1);
-        attr.clockid = libc::CLOCK_MONOTONIC;
+        b = b
+            .sample_type(STAT_SAMPLE_TYPE)
+            .period(1)
+            .clockid(libc::CLOCK_MONOTONIC);
     }
-    attr.set_disabled(1);
+    let attr = b.build();
     Ok(PerfFd::open(&attr, target, &tp.full_name())?)
 }
 

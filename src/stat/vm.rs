@@ -15,15 +15,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::debugfs;
-use super::drain::RingHealth;
 use super::exits::{ExitCounts, ExitTracker, Tp};
 use super::figures::{debugfs_exit_stat, exit_stat, Tally};
+use super::report::RingHealth;
 use super::report::{VcpuStat, VmStat};
 use super::source::Source;
 use super::steal::{SchedStat, StealAcc};
 use crate::error::Result;
-use crate::ring::RingBuffer;
-use crate::sys::perf::PerfFd;
+use hvprof_perf::{PerfFd, RingBuffer};
 
 /// One tracepoint opened on one vCPU thread.
 #[derive(Debug)]

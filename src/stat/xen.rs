@@ -12,14 +12,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::drain::{account, drain_ring, RingHealth, RingNotes};
+use super::drain::{account, drain_ring, RingNotes};
 use super::names;
+use super::report::RingHealth;
 use super::report::{HypercallStat, XenHypercalls};
 use super::setup::{open_tracepoint, os_msg};
 use super::tracefs::{self, Tracepoint};
 use crate::error::Result;
-use crate::ring::RingBuffer;
-use crate::sys::perf::{PerfFd, Target};
+use hvprof_perf::{PerfFd, RingBuffer, Target};
 
 /// Pages of each per-CPU ring.
 const RING_PAGES: usize = 16;
@@ -80,7 +80,7 @@ pub(super) fn open(tracefs: &Path, tracefs_ok: bool) -> (XenHypercalls, Option<X
     };
     let mut fds = Vec::new();
     let mut err = None;
-    for cpu in online_cpus(Path::new("/")) {
+    for cpu in hvprof_perf::sys::online_cpus(Path::new("/")) {
         match open_tracepoint(&t, Target::Cpu(cpu), true)
             .and_then(|fd| Ok(RingBuffer::map(&fd, RING_PAGES).map(|r| (fd, r))?))
         {
@@ -187,40 +187,5 @@ impl XenRt {
             ring_errors: acc.ring.ring_errors,
             ..status.clone()
         }
-    }
-}
-
-/// Online CPUs from `<root>/sys/devices/system/cpu/online` (`0-3,5`; at most 4097 CPUs per
-/// range), else `0..cpu_count()`.
-pub(super) fn online_cpus(root: &Path) -> Vec<u32> {
-    let text =
-        std::fs::read_to_string(root.join("sys/devices/system/cpu/online")).unwrap_or_default();
-    let mut cpus = Vec::new();
-    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
-            cpus.extend(a..=b.min(a.saturating_add(4096)));
-        }
-    }
-    if cpus.is_empty() {
-        cpus = (0..crate::sys::cpu_count() as u32).collect();
-    }
-    cpus
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn online_cpu_list() {
-        let dir = std::env::temp_dir().join(format!("hvprof-stat-cpus-{}", std::process::id()));
-        let sys = dir.join("sys/devices/system/cpu");
-        std::fs::create_dir_all(&sys).unwrap();
-        std::fs::write(sys.join("online"), "0-2,5\n").unwrap();
-        assert_eq!(online_cpus(&dir), vec![0, 1, 2, 5]);
-        std::fs::write(sys.join("online"), "garbage").unwrap();
-        assert!(!online_cpus(&dir).is_empty(), "falls back to cpu_count");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{GuestModel, GuestSample, OnCpu};
 use crate::attribute::{Attributed, Class, Symbol};
-use crate::record::{CpuMode, Sample};
+use hvprof_perf::{CpuMode, Sample};
 
 /// Who ran in the guest for an attributed sample.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

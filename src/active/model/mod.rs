@@ -36,7 +36,6 @@ use std::collections::HashMap;
 
 use hvprof_proto::{self as proto, Hello};
 use hvprof_symbols::Kallsyms;
-use serde::{Deserialize, Serialize};
 
 use super::clock::ClockSync;
 
@@ -44,6 +43,7 @@ pub use attribution::GuestContext;
 pub use samples::{GuestSample, KERNEL_HALF};
 pub use timeline::{OnCpu, Timeline};
 
+pub use crate::report::guest::ModelStats;
 use symbols::Table;
 use tasks::Task;
 
@@ -96,37 +96,6 @@ pub enum ModelError {
     /// A message out of order (e.g. a symbol chunk for a table never begun).
     #[error("guest protocol sequence error: {0}")]
     Sequence(String),
-}
-
-/// Counters of what was received and refused.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModelStats {
-    /// Helper sessions (hellos) seen.
-    pub sessions: u64,
-    /// Messages applied.
-    pub messages: u64,
-    /// Samples received.
-    pub samples: u64,
-    /// Samples dropped over the budget.
-    pub samples_dropped: u64,
-    /// Switch records received.
-    pub switches: u64,
-    /// Switch records dropped over the budget.
-    pub switches_dropped: u64,
-    /// Records the guest kernel or helper reported lost.
-    pub lost_sideband: u64,
-    /// Samples the guest kernel reported lost.
-    pub lost_samples: u64,
-    /// Records the helper dropped itself (while disconnected).
-    pub lost_helper: u64,
-    /// Symbol tables complete.
-    pub tables: u64,
-    /// Symbols in them.
-    pub symbols: u64,
-    /// Maps received.
-    pub maps: u64,
-    /// Messages ignored (before a hello, for an unknown table).
-    pub ignored: u64,
 }
 
 /// Everything known about one guest.

@@ -5,7 +5,7 @@ use hvprof_proto::WireSample;
 use serde::{Deserialize, Serialize};
 
 use super::{GuestModel, ModelError};
-use crate::record::CpuMode;
+use hvprof_perf::CpuMode;
 
 /// A sample taken by the helper inside the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

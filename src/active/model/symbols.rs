@@ -8,7 +8,7 @@ use hvprof_symbols::{demangle, Kallsyms};
 use super::{limit, GuestModel, ModelError};
 use crate::active::symtab::{file_offset_to_svma, SymbolTable};
 use crate::attribute::Symbol;
-use crate::record::CpuMode;
+use hvprof_perf::CpuMode;
 
 /// A guest file's symbol table, complete or still arriving.
 #[derive(Debug)]
