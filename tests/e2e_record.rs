@@ -465,9 +465,16 @@ fn error_messages_are_one_clear_line() {
     if !prerequisites() {
         return;
     }
+    // A process that is surely not a VM and that this test may inspect (pid 1 may not be
+    // readable even by root in a container).
+    let mut not_vm = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn sleep");
+    let not_vm_pid = not_vm.id().to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
-            vec!["record", "-p", "1", "-d", "1"],
+            vec!["record", "-p", &not_vm_pid, "-d", "1"],
             "is not a KVM VM: it holds no anon_inode:kvm-vm file descriptor",
         ),
         (
@@ -495,6 +502,8 @@ fn error_messages_are_one_clear_line() {
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
         assert!(!err.contains("panicked"));
     }
+    let _ = not_vm.kill();
+    let _ = not_vm.wait();
     // An unreadable guest symbol file, on a real VM.
     let vm = Vm::start(&[]);
     let out = hvprof(&[

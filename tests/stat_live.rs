@@ -199,18 +199,26 @@ fn stat_bad_inputs_give_partial_results() {
     assert!(r.vms[0].vcpus[0].steal.is_some());
     assert!(!r.xen_hypercalls.available);
 
-    // A pid that is not a VM is an error naming it.
+    // A pid that is not a VM is an error naming it (a child of ours: pid 1 may not be
+    // readable even by root in a container).
+    let mut not_vm = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn sleep");
+    let not_vm_pid = not_vm.id() as i32;
     let e = stat::run(
         &StatOptions {
-            pids: vec![1],
+            pids: vec![not_vm_pid],
             duration: Some(Duration::from_millis(50)),
             ..StatOptions::default()
         },
         &mut |_| {},
     )
-    .expect_err("pid 1 is not a VM");
+    .expect_err("sleep is not a VM");
+    let _ = not_vm.kill();
+    let _ = not_vm.wait();
     let msg = hvprof::error_chain(&e);
-    assert!(msg.contains("pid 1"), "{msg}");
+    assert!(msg.contains(&format!("pid {not_vm_pid}")), "{msg}");
     // Bad options.
     let e = stat::run(
         &StatOptions {
