@@ -24,11 +24,11 @@ pub mod discover;
 pub mod error;
 pub mod model;
 pub mod output;
-pub mod probe;
 pub mod recording;
 pub mod report;
 pub mod session;
 pub mod stat;
+pub mod stop;
 
 pub use error::{Error, Result};
 /// The one perf layer (ABI, fds, ring buffers, record decoder), from the `hvprof-perf` crate.

@@ -6,14 +6,14 @@
 //! use hvprof::session::{record, RecordOptions, Scope};
 //! let mut opts = RecordOptions::new(Scope::Vms(vec![1234]));
 //! opts.duration = Some(std::time::Duration::from_secs(5));
-//! let out = record(&opts, &mut || None)?;
+//! let out = record(&opts)?;
 //! print!("{}", hvprof::output::text::render(&out.profile, 10));
 //! # Ok(()) }
 //! ```
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::model::{Machines, VmId};
 use crate::recording::{self, Entry, Header};
 use crate::report::{Meta, Profile};
+use crate::stop::StopToken;
 use hvprof_perf::abi;
 use hvprof_perf::record::{Record, RecordDecoder};
 use hvprof_perf::{RingBuffer, Target};
@@ -61,8 +62,9 @@ pub struct RecordOptions {
     pub debugfs: Option<PathBuf>,
     /// Write a recording here.
     pub output: Option<PathBuf>,
-    /// Set from another thread to stop the session (the CLI stops through `extra_stop`).
-    pub stop: Arc<AtomicBool>,
+    /// The run's stop token: stopped by the caller (a signal, a workload that ended) or by
+    /// the session itself (duration reached, VM gone); its reason is `stopped_because`.
+    pub stop: StopToken,
     /// Whether the host hides guest IPs, and why. None: hidden when the event excludes guest
     /// mode, else decided from the run's samples.
     pub guest_ips_hidden: Option<(bool, String)>,
@@ -87,7 +89,7 @@ impl RecordOptions {
             root: PathBuf::from("/"),
             debugfs: discover::default_debugfs(),
             output: None,
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: StopToken::new(),
             guest_ips_hidden: None,
             guest_ip_hint: None,
             active: None,
@@ -105,17 +107,14 @@ pub struct RecordOutcome {
     pub stopped_because: String,
 }
 
-/// Runs a session until its duration ends, `opts.stop` is set, `extra_stop()` returns a reason
-/// (a workload ended, a signal arrived), or every monitored thread exited (the VM is gone).
+/// Runs a session until its duration ends, `opts.stop` is stopped (a signal, a workload that
+/// ended), or every monitored thread exited (the VM is gone).
 ///
 /// # Errors
 /// [`Error::NoSuchProcess`] / [`Error::NotAVm`] for a bad pid, [`Error::Symbols`] for an
 /// unreadable guest symbol file, [`Error::PerfEventOpen`] when no counter can be opened (the
 /// errno tells why: permission, unsupported event), [`Error::RingMmap`], [`Error::Write`].
-pub fn record(
-    opts: &RecordOptions,
-    extra_stop: &mut dyn FnMut() -> Option<String>,
-) -> Result<RecordOutcome> {
+pub fn record(opts: &RecordOptions) -> Result<RecordOutcome> {
     if opts.ring_pages == 0 || !opts.ring_pages.is_power_of_two() {
         return Err(Error::InvalidOption(format!(
             "ring buffer size (-m) must be a power of two number of pages, got {}",
@@ -258,7 +257,7 @@ pub fn record(
             let session = crate::active::ActiveSession::start(&ao)?;
             // No helper at all is an error here, before any counter is opened; a helper
             // that said hello but is slow is a note.
-            let mut stop = || opts.stop.load(Ordering::Relaxed) || extra_stop().is_some();
+            let mut stop = || opts.stop.is_stopped();
             let ready = session.await_helper(opts.active_ready_timeout, &mut stop)?;
             if ready == crate::active::Readiness::Partial {
                 notes.push(format!(
@@ -351,22 +350,17 @@ pub fn record(
         host_tagged: Vec::new(),
         ring_notes: 0,
     };
-    let stopped_because;
-    loop {
-        if opts.stop.load(Ordering::Relaxed) {
-            stopped_because = "stop requested".to_string();
-            break;
-        }
+    let stop = &opts.stop;
+    while !stop.is_stopped() {
         if opts.duration.is_some_and(|d| t0.elapsed() >= d) {
-            stopped_because = format!("duration of {:.1} s reached", t0.elapsed().as_secs_f64());
-            break;
-        }
-        if let Some(why) = extra_stop() {
-            stopped_because = why;
+            stop.stop(format!(
+                "duration of {:.1} s reached",
+                t0.elapsed().as_secs_f64()
+            ));
             break;
         }
         if sink.hung_up.len() == fds_opened {
-            stopped_because = "every monitored thread exited (the VM is gone)".into();
+            stop.stop("every monitored thread exited (the VM is gone)");
             sink.notes.push(
                 "the VM exited during the collection; the report covers the time until then".into(),
             );
@@ -379,12 +373,10 @@ pub fn record(
         match rx.recv_timeout(wait) {
             Ok(b) => sink.handle(b)?,
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                stopped_because = "all readers ended".into();
-                break;
-            }
+            Err(RecvTimeoutError::Disconnected) => stop.stop("all readers ended"),
         }
     }
+    let stopped_because = stop.reason().unwrap_or_default();
     // Stop every counter at once, so the sampling window is the same for all threads and
     // matches the duration and on-CPU times reported; readers then drain what is left.
     for f in &enable_list {

@@ -10,8 +10,7 @@
 
 mod common;
 
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use hvprof::stat::{self, StatOptions, StatReport};
@@ -71,7 +70,7 @@ fn stat_port_io_vm_shows_rising_exits_with_source() {
         pids: vec![vm.pid()],
         duration: Some(Duration::from_millis(2500)),
         interval: Some(Duration::from_millis(500)),
-        stop: Arc::new(AtomicBool::new(false)),
+        stop: hvprof::stop::StopToken::new(),
         ..StatOptions::default()
     };
     let mut intervals: Vec<StatReport> = Vec::new();
@@ -265,7 +264,7 @@ fn stat_vm_exiting_mid_run_keeps_figures() {
     let real = format!("/proc/{pid}/task/{tid}/schedstat");
     let fake = pdir.join(format!("task/{tid}/schedstat"));
     std::fs::copy(&real, &fake).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = hvprof::stop::StopToken::new();
     // The duration only bounds the run: the VM's exit (after ~0.5 s) must end it first.
     let opts = StatOptions {
         pids: vec![pid],

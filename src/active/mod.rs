@@ -16,9 +16,9 @@
 //! ```no_run
 //! # fn main() -> Result<(), hvprof::active::ActiveError> {
 //! use hvprof::active::{record_active, ActiveOptions};
-//! use std::sync::atomic::AtomicBool;
+//! use hvprof::stop::StopToken;
 //! let opts = ActiveOptions::new("unix:/tmp/vm.sock".parse()?, 4242);
-//! let out = record_active(&opts, Some(std::time::Duration::from_secs(10)), &AtomicBool::new(false))?;
+//! let out = record_active(&opts, Some(std::time::Duration::from_secs(10)), &StopToken::new())?;
 //! print!("{}", hvprof::output::text::guest_processes(&out.processes, 5));
 //! # Ok(()) }
 //! ```
@@ -30,8 +30,8 @@ pub mod model;
 pub mod report;
 pub mod symtab;
 
+use crate::stop::StopToken;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use crate::report::guest::{ConnStatus, GuestProcessReport, GuestSummary, ModelStats};
@@ -274,13 +274,13 @@ impl ActiveSession {
 pub fn record_active(
     opts: &ActiveOptions,
     duration: Option<Duration>,
-    stop: &AtomicBool,
+    stop: &StopToken,
 ) -> Result<ActiveOutcome, ActiveError> {
     let s = ActiveSession::start(opts)?;
-    s.await_helper(opts.ready_timeout, &mut || stop.load(Ordering::Relaxed))?;
+    s.await_helper(opts.ready_timeout, &mut || stop.is_stopped())?;
     let t0 = Instant::now();
     loop {
-        if stop.load(Ordering::Relaxed) || duration.is_some_and(|d| t0.elapsed() >= d) {
+        if stop.is_stopped() || duration.is_some_and(|d| t0.elapsed() >= d) {
             break;
         }
         let st = s.conn().status();

@@ -11,7 +11,6 @@ use hvprof::session::{self, RecordOptions, Scope};
 
 use super::output::{emit, OutputArgs};
 use super::parse::parse_seconds;
-use super::signal::stop_requested;
 use super::testvm::Workload;
 
 /// `hvprof demo` arguments.
@@ -94,9 +93,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         "hvprof: profiling the test VM (pid {pid}) for {:.1} s at {} Hz ...",
         a.duration, a.freq
     );
-    let out = session::record(&opts, &mut || {
-        stop_requested().then(|| "interrupted".to_string())
-    })?;
+    opts.stop = super::signal::token();
+    let out = session::record(&opts)?;
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
     emit(&out.profile, &a.out)

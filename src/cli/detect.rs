@@ -41,7 +41,7 @@ pub fn run(a: DetectArgs) -> anyhow::Result<()> {
     if a.probe && a.root.is_some() {
         bail!("--probe measures the live host; it cannot be combined with --root");
     }
-    let probe = hvprof::probe::TestVmProbe::default();
+    let probe = super::probe::TestVmProbe::default();
     let d = hvprof_detect::run(
         &src,
         a.probe

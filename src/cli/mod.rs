@@ -14,6 +14,7 @@ pub mod detect;
 pub mod hint;
 pub mod output;
 pub mod parse;
+pub mod probe;
 pub mod record;
 pub mod report;
 pub mod signal;

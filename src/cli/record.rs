@@ -2,8 +2,6 @@
 //! write a recording (`-o FILE`).
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -14,7 +12,6 @@ use hvprof::session::{self, RecordOptions, Scope};
 
 use super::output::{emit, OutputArgs};
 use super::parse::{parse_guest_kallsyms, parse_seconds};
-use super::signal::stop_requested;
 
 /// The event and how it is sampled.
 #[derive(Args, Clone)]
@@ -104,31 +101,24 @@ pub fn run(a: RecordArgs) -> anyhow::Result<()> {
         opts.active = Some(h.parse::<hvprof::active::HelperSpec>()?);
         opts.active_ready_timeout = Duration::from_secs_f64(a.helper_timeout);
     }
-    opts.stop = Arc::new(AtomicBool::new(false));
-    let mut child = if a.workload.is_empty() {
-        None
-    } else {
-        Some(
-            std::process::Command::new(&a.workload[0])
-                .args(&a.workload[1..])
-                .spawn()
-                .with_context(|| format!("cannot start workload {}", a.workload[0]))?,
-        )
-    };
+    opts.stop = super::signal::token();
+    if !a.workload.is_empty() {
+        let mut child = std::process::Command::new(&a.workload[0])
+            .args(&a.workload[1..])
+            .spawn()
+            .with_context(|| format!("cannot start workload {}", a.workload[0]))?;
+        // The workload's end stops the run's token (perf record's `-- CMD`).
+        let stop = opts.stop.clone();
+        std::thread::Builder::new()
+            .name("hvprof-workload".into())
+            .spawn(move || match child.wait() {
+                Ok(st) => stop.stop(format!("workload ended ({st})")),
+                Err(e) => stop.stop(format!("waiting for the workload failed: {e}")),
+            })
+            .context("cannot start the workload watcher thread")?;
+    }
     let bar = progress_bar(opts.duration);
-    let mut extra = || {
-        if let Some(b) = &bar {
-            b.tick();
-        }
-        if stop_requested() {
-            return Some("interrupted (SIGINT/SIGTERM)".to_string());
-        }
-        match child.as_mut().map(|c| c.try_wait()) {
-            Some(Ok(Some(st))) => Some(format!("workload ended ({st})")),
-            _ => None,
-        }
-    };
-    let out = session::record(&opts, &mut extra)?;
+    let out = session::record(&opts)?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }

@@ -1,15 +1,12 @@
 //! `hvprof stat`: the hypervisor's own costs (VM exits by reason with latency, steal time,
 //! hypercalls), as a final report and optionally one line per interval.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::output::Format;
 use super::parse::parse_seconds;
-use super::signal::stop_requested;
 
 /// `hvprof stat` arguments.
 #[derive(Args)]
@@ -42,25 +39,12 @@ pub struct StatArgs {
 /// # Errors
 /// Every error of [`hvprof::stat::run`] (no such VM, tracepoints that cannot be opened).
 pub fn run(a: StatArgs) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
     let opts = hvprof::stat::StatOptions {
         pids: if a.all { Vec::new() } else { a.pids.clone() },
         duration: a.duration.map(Duration::from_secs_f64),
         interval: a.interval_ms.map(Duration::from_millis),
-        stop: stop.clone(),
+        stop: super::signal::token(),
         ..Default::default()
-    };
-    // Forward SIGINT/SIGTERM (the process-wide flag) to the stat loop.
-    let watcher = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                if stop_requested() {
-                    stop.store(true, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
     };
     let json = a.format == Format::Json;
     let r = hvprof::stat::run(&opts, &mut |iv| {
@@ -70,8 +54,6 @@ pub fn run(a: StatArgs) -> anyhow::Result<()> {
             println!("{}", hvprof::stat::render_interval_line(iv).trim_end());
         }
     });
-    stop.store(true, Ordering::Relaxed);
-    let _ = watcher.join();
     let report = r?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -64,8 +64,6 @@ mod vm;
 mod xen;
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use figures::exit_stat_from_counts;
@@ -94,8 +92,8 @@ pub struct StatOptions {
     pub debugfs: Option<PathBuf>,
     /// procfs root (`/proc`; a fake tree in tests).
     pub proc_root: PathBuf,
-    /// Set to end the run early (Ctrl-C); checked every tick.
-    pub stop: Arc<AtomicBool>,
+    /// The run's stop token (Ctrl-C, a caller on another thread); checked every tick.
+    pub stop: crate::stop::StopToken,
 }
 
 impl Default for StatOptions {
@@ -107,7 +105,7 @@ impl Default for StatOptions {
             tracefs: PathBuf::from(tracefs::DEFAULT_TRACEFS),
             debugfs: Some(PathBuf::from(tracefs::DEFAULT_DEBUGFS)),
             proc_root: PathBuf::from("/proc"),
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: crate::stop::StopToken::new(),
         }
     }
 }

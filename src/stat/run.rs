@@ -6,7 +6,6 @@
 //! sources.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::drain::{drain_vcpus, RingNotes};
@@ -147,7 +146,7 @@ impl<'o> Stat<'o> {
 
     /// Whether the run ends now: `stop` set, the duration over, or every VM gone.
     fn should_stop(&self, now: Instant) -> bool {
-        self.opts.stop.load(Ordering::Relaxed)
+        self.opts.stop.is_stopped()
             || self
                 .opts
                 .duration

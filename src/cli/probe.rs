@@ -14,8 +14,8 @@ use std::time::Duration;
 use hvprof_detect::{GuestIpProbe, Probe, ProbeOutcome};
 use hvprof_testvm::{TestVm, TestVmConfig, Workload};
 
-use crate::attribute::{HostSymbols, GUEST_LANDING_SYMBOLS};
-use crate::counters::{open_counter, CounterSpec};
+use hvprof::attribute::{HostSymbols, GUEST_LANDING_SYMBOLS};
+use hvprof::counters::{open_counter, CounterSpec};
 use hvprof_perf::abi::{self, AttrBuilder};
 use hvprof_perf::record::{Record, RecordDecoder};
 use hvprof_perf::{PerfFd, RingBuffer, Target};
@@ -61,7 +61,7 @@ impl TestVmProbe {
             vcpus: 1,
             ..Default::default()
         })
-        .map_err(|e| crate::error_chain(&e))?;
+        .map_err(|e| hvprof::error_chain(&e))?;
         let host = HostSymbols::load(Path::new("/"));
         let spec = CounterSpec {
             exclude_guest,
@@ -70,9 +70,9 @@ impl TestVmProbe {
         let mut rings = Vec::new();
         for tid in vm.vcpu_tids() {
             let fd =
-                open_counter(&spec, Target::Thread(tid)).map_err(|e| crate::error_chain(&e))?;
-            let ring = RingBuffer::map(&fd, 16).map_err(|e| crate::error_chain(&e))?;
-            fd.enable().map_err(|e| crate::error_chain(&e))?;
+                open_counter(&spec, Target::Thread(tid)).map_err(|e| hvprof::error_chain(&e))?;
+            let ring = RingBuffer::map(&fd, 16).map_err(|e| hvprof::error_chain(&e))?;
+            fd.enable().map_err(|e| hvprof::error_chain(&e))?;
             rings.push((fd, ring));
         }
         std::thread::sleep(self.window);
@@ -82,7 +82,7 @@ impl TestVmProbe {
             let _ = fd.disable();
             let mut bytes = Vec::new();
             ring.drain_into(&mut bytes)
-                .map_err(|e| crate::error_chain(&e))?;
+                .map_err(|e| hvprof::error_chain(&e))?;
             dec.decode(&bytes, |r| {
                 let Record::Sample(rec) = r else { return };
                 let s = rec.sample;
@@ -101,7 +101,7 @@ impl TestVmProbe {
             });
         }
         drop(rings);
-        vm.stop().map_err(|e| crate::error_chain(&e))?;
+        vm.stop().map_err(|e| hvprof::error_chain(&e))?;
         Ok(c)
     }
 
@@ -157,19 +157,19 @@ impl TestVmProbe {
             workload: Workload::PortIo { port: 0x80 },
             ..Default::default()
         };
-        let vm = TestVm::start(cfg).map_err(|e| crate::error_chain(&e))?;
+        let vm = TestVm::start(cfg).map_err(|e| hvprof::error_chain(&e))?;
         let tid = vm.vcpu_tids()[0];
         let open = |config: u64, name: &str| -> Result<PerfFd, String> {
             let attr = AttrBuilder::new(abi::TYPE_TRACEPOINT, config)
                 .disabled(true)
                 .build();
-            PerfFd::open(&attr, Target::Thread(tid), name).map_err(|e| crate::error_chain(&e))
+            PerfFd::open(&attr, Target::Thread(tid), name).map_err(|e| hvprof::error_chain(&e))
         };
         let exit = open(exit_id, "kvm:kvm_exit")?;
         let pio = open(pio_id, "kvm:kvm_pio")?;
         let before = vm.exits(0).io;
         for f in [&exit, &pio] {
-            f.enable().map_err(|e| crate::error_chain(&e))?;
+            f.enable().map_err(|e| hvprof::error_chain(&e))?;
         }
         std::thread::sleep(self.window);
         for f in [&exit, &pio] {
@@ -181,7 +181,7 @@ impl TestVmProbe {
             pio.read_count().unwrap_or(0),
             io,
         );
-        vm.stop().map_err(|e| crate::error_chain(&e))?;
+        vm.stop().map_err(|e| hvprof::error_chain(&e))?;
         Ok(counts)
     }
 
