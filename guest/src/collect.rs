@@ -11,8 +11,8 @@ use hvprof_perf::abi::{self, AttrBuilder};
 use hvprof_perf::record::{Record, RecordDecoder};
 use hvprof_perf::{PageClock, PerfFd, RingBuffer, Target};
 
-use hvprof_proto::{ClockInfo, CLOCK_PERF_LOCAL};
 use crate::sys;
+use hvprof_proto::{ClockInfo, CLOCK_PERF_LOCAL};
 
 /// `CLOCK_MONOTONIC`, the fallback event clock when the guest's perf page cannot convert TSC.
 pub const CLOCK_MONOTONIC: i32 = libc::CLOCK_MONOTONIC;

@@ -22,18 +22,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hvprof_proto::transport::{Channel, SharedWriter, Stream};
 use hvprof_proto::{
     FrameDecoder, Hello, Limits, Message, TaskKind, WireSample, WireSwitch, HELLO_KALLSYMS,
     HELLO_MMAP_BUILD_ID, HELLO_SIDEBAND, LOST_HELPER, LOST_SAMPLES, LOST_SIDEBAND,
 };
-use hvprof_proto::transport::{Channel, SharedWriter, Stream};
 
 use crate::collect::{Collector, EventClock};
-use hvprof_perf::record::{MmapFile, Record, SampleId};
 use crate::elfsyms::{self, FileSymbols};
 use crate::procfs::{self, Proc};
 use crate::sender::Sender;
 use crate::sys;
+use hvprof_perf::record::{MmapFile, Record, SampleId};
 
 /// Helper options (the command line).
 #[derive(Debug, Clone)]
@@ -632,7 +632,12 @@ impl State {
                     tid: s.tid as u32,
                     time: s.time_ns,
                     cpu: s.cpu,
-                    misc: s.cpumode.to_misc() | if s.exact_ip { hvprof_perf::abi::MISC_EXACT_IP } else { 0 },
+                    misc: s.cpumode.to_misc()
+                        | if s.exact_ip {
+                            hvprof_perf::abi::MISC_EXACT_IP
+                        } else {
+                            0
+                        },
                     period: s.period,
                 })
             }
@@ -654,7 +659,9 @@ impl State {
                     return Ok(());
                 }
                 let (ident, build_id) = match m.file {
-                    Some(MmapFile::Inode { maj, min, ino, .. }) => (dev_ino_key(maj, min, ino), None),
+                    Some(MmapFile::Inode { maj, min, ino, .. }) => {
+                        (dev_ino_key(maj, min, ino), None)
+                    }
                     Some(MmapFile::BuildId(b)) => (Vec::new(), Some(b.to_vec())),
                     None => (Vec::new(), None),
                 };

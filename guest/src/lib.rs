@@ -23,4 +23,3 @@ pub mod helper;
 pub mod procfs;
 pub mod sender;
 pub mod sys;
-
