@@ -129,6 +129,7 @@ impl Vm {
     pub fn to_machine(&self) -> crate::model::GuestMachine {
         use crate::model::{GuestMachine, Thread, Vcpu, VmId};
         let mut g = GuestMachine::new(VmId::Vmm(self.pid), self.name.clone());
+        g.emulated = self.accel == "tcg";
         g.vcpus = self
             .vcpus
             .iter()
@@ -384,6 +385,18 @@ fn inspect_with(
             }
         }
     }
+    // 4. QEMU TCG without `-name ...,debug-threads=on` names no vCPU thread: its vCPUs are
+    // known from `-smp`, their threads only from their samples in QEMU's translated-code buffer
+    // (found at record time, see `aggregate`).
+    if tcg && vcpus.is_empty() {
+        vcpus = (0..qemu_smp(&args).unwrap_or(1))
+            .map(|index| Vcpu {
+                index,
+                tid: None,
+                source: None,
+            })
+            .collect();
+    }
     vcpus.sort_by_key(|v| v.index);
     let name = qemu_name(&args).unwrap_or_else(|| comm.clone());
     let status = fs::read_to_string(pdir.join("status")).unwrap_or_default();
@@ -516,6 +529,29 @@ fn qemu_name(args: &[String]) -> Option<String> {
     (!n.is_empty()).then(|| n.to_string())
 }
 
+/// QEMU's vCPU count: `-smp 4`, `-smp cpus=4,...`, `-smp sockets=2,cores=2,threads=1` (the
+/// product when `cpus` is absent); at most 4096.
+fn qemu_smp(args: &[String]) -> Option<u32> {
+    let i = args.iter().position(|a| a == "-smp")?;
+    let v = args.get(i + 1)?;
+    let mut cpus = None;
+    let mut product = 1u32;
+    let mut any_topology = false;
+    for part in v.split(',') {
+        match part.split_once('=') {
+            None => cpus = part.parse().ok(),
+            Some(("cpus", n)) => cpus = n.parse().ok(),
+            Some(("sockets" | "dies" | "clusters" | "cores" | "threads", n)) => {
+                product = product.saturating_mul(n.parse().ok()?);
+                any_topology = true;
+            }
+            Some(_) => {}
+        }
+    }
+    cpus.or(any_topology.then_some(product))
+        .filter(|&n| (1..=4096).contains(&n))
+}
+
 /// QEMU's `-m 2G`, `-m 512`, `-m size=4G,...` (MiB by default), in bytes.
 fn qemu_memory(args: &[String]) -> Option<u64> {
     let i = args.iter().position(|a| a == "-m")?;
@@ -540,6 +576,20 @@ pub fn default_debugfs() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qemu_smp_forms() {
+        let a = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(qemu_smp(&a("qemu -smp 4")), Some(4));
+        assert_eq!(qemu_smp(&a("qemu -smp cpus=2,maxcpus=8")), Some(2));
+        assert_eq!(
+            qemu_smp(&a("qemu -smp sockets=2,cores=3,threads=1")),
+            Some(6)
+        );
+        assert_eq!(qemu_smp(&a("qemu -smp 0")), None);
+        assert_eq!(qemu_smp(&a("qemu -smp cores=x")), None);
+        assert_eq!(qemu_smp(&a("qemu -m 1G")), None);
+    }
 
     #[test]
     fn thread_name_conventions() {

@@ -139,7 +139,12 @@ pub fn record(opts: &RecordOptions) -> Result<RecordOutcome> {
             .filter(|v| v.tid.is_none())
             .map(|v| v.index.to_string())
             .collect();
-        if !missing.is_empty() {
+        if vm.accel == "tcg" && missing.len() == vm.vcpus.len() {
+            notes.push(format!(
+                "VM {} (pid {}): QEMU TCG without -name ...,debug-threads=on names no vCPU thread; its vCPU threads are recognised by their samples in QEMU's translated-code buffer",
+                vm.name, vm.pid
+            ));
+        } else if !missing.is_empty() {
             notes.push(format!(
                 "VM {} (pid {}): no thread found for vCPU {} (not running KVM_RUN, no debugfs, unknown thread names)",
                 vm.name,

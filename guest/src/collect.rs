@@ -93,6 +93,25 @@ struct Stream {
     sampling: bool,
 }
 
+impl Stream {
+    /// Maps `fd`'s ring (`pages` data pages) with the decoder of its `attr`.
+    fn new(
+        fd: PerfFd,
+        attr: &hvprof_perf::abi::perf_event_attr,
+        pages: usize,
+        cpu: u32,
+        sampling: bool,
+    ) -> hvprof_perf::Result<Stream> {
+        Ok(Stream {
+            ring: RingBuffer::map(&fd, pages)?,
+            fd,
+            decoder: RecordDecoder::from_attr(attr),
+            cpu,
+            sampling,
+        })
+    }
+}
+
 /// What one [`Collector::drain`] could not decode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DrainLoss {
@@ -165,17 +184,10 @@ impl Collector {
                             .wakeup_events(0),
                     )
                     .build();
-                match PerfFd::open(&a, Target::Cpu(cpu), "cpu-clock")
-                    .and_then(|f| Ok((RingBuffer::map(&f, 64)?, f)))
-                {
-                    Ok((ring, fd)) => {
-                        c.streams.push(Stream {
-                            ring,
-                            fd,
-                            decoder: RecordDecoder::from_attr(&a),
-                            cpu,
-                            sampling: true,
-                        });
+                let fd = PerfFd::open(&a, Target::Cpu(cpu), "cpu-clock");
+                match fd.and_then(|fd| Stream::new(fd, &a, 64, cpu, true)) {
+                    Ok(stream) => {
+                        c.streams.push(stream);
                         c.sampling = true;
                     }
                     Err(e) => {
@@ -223,14 +235,7 @@ impl Collector {
         } else {
             (open(mk(false))?, mk(false))
         };
-        let ring = RingBuffer::map(&fd, 32)?;
-        self.streams.push(Stream {
-            ring,
-            fd,
-            decoder: RecordDecoder::from_attr(&a),
-            cpu,
-            sampling: false,
-        });
+        self.streams.push(Stream::new(fd, &a, 32, cpu, false)?);
         Ok(())
     }
 

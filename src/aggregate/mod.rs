@@ -66,6 +66,13 @@ impl Counts {
         }
     }
 
+    /// Whether any sample of class `class` was counted.
+    fn has_class(&self, class: Class) -> bool {
+        self.by_symbol
+            .iter()
+            .any(|((c, _), syms)| *c == class && !syms.is_empty())
+    }
+
     /// Every (effective class, symbol, samples, period) with the hidden-guest policy applied.
     fn rows(&self, hide: bool) -> impl Iterator<Item = (Class, &Symbol, u64, u64)> {
         self.by_symbol
@@ -167,6 +174,24 @@ impl Aggregator {
         self.threads.values().map(|t| t.samples).sum()
     }
 
+    /// An emulated VM's vCPUs whose threads discovery could not name, matched with the threads
+    /// that ran translated guest code (class emulation), both in order: `(tid, vCPU index)`.
+    fn vcpus_by_translated_code(
+        &self,
+        vm: &crate::model::GuestMachine,
+        tids: &[i32],
+    ) -> Vec<(i32, u32)> {
+        if !vm.emulated {
+            return Vec::new();
+        }
+        let unnamed = vm.vcpus.iter().filter(|v| v.tid.is_none()).map(|v| v.index);
+        let runners = tids.iter().copied().filter(|tid| {
+            vm.threads.get(tid).and_then(|t| t.vcpu).is_none()
+                && self.threads[tid].has_class(Class::Emulation)
+        });
+        runners.zip(unnamed).collect()
+    }
+
     /// The VM a thread's samples belong to: by the machines' thread index, else by the process
     /// of its samples (a VMM thread started after discovery).
     fn owner(&self, tid: i32, c: &Counts) -> Option<VmId> {
@@ -232,16 +257,37 @@ impl Aggregator {
         }
         let mut vms = Vec::new();
         let mut all = Counts::default();
+        let mut notes = self.notes.clone();
         for vm in self.machines.guests() {
             let mut total = Counts::default();
             let mut vcpus = Vec::new();
             let mut others = Vec::new();
-            for &tid in by_vm.get(&vm.id).map(Vec::as_slice).unwrap_or_default() {
+            let tids = by_vm.get(&vm.id).map(Vec::as_slice).unwrap_or_default();
+            let by_code = self.vcpus_by_translated_code(vm, tids);
+            if !by_code.is_empty() {
+                let list = |f: fn(&(i32, u32)) -> String| {
+                    by_code.iter().map(f).collect::<Vec<_>>().join(", ")
+                };
+                let (s, verb) = if by_code.len() == 1 {
+                    ("", "it is")
+                } else {
+                    ("s", "they are")
+                };
+                notes.push(format!(
+                    "VM {} ({}): QEMU named no vCPU thread (no -name ...,debug-threads=on); thread{s} {} ran its translated code, so {verb} shown as vCPU{s} {} (numbered in thread-creation order, as QEMU creates them)",
+                    vm.name,
+                    vm.id,
+                    list(|(t, _)| t.to_string()),
+                    list(|(_, i)| i.to_string()),
+                ));
+            }
+            for &tid in tids {
                 let c = &self.threads[&tid];
                 total.merge(c);
                 let t = vm.threads.get(&tid);
                 let name = t.map_or_else(|| format!("tid {tid}"), |t| t.name.clone());
-                match t.and_then(|t| t.vcpu) {
+                let found = by_code.iter().find(|(t, _)| *t == tid).map(|(_, i)| *i);
+                match t.and_then(|t| t.vcpu).or(found) {
                     Some(i) => vcpus.push(thread_report(tid, Some(i), name, c)),
                     None if c.samples > 0 || c.lost > 0 => {
                         others.push(thread_report(tid, None, name, c))
@@ -268,7 +314,6 @@ impl Aggregator {
         }
         all.merge(&other);
         all.merge(&self.cpu_rings);
-        let mut notes = self.notes.clone();
         if self.cpu_rings.lost > 0 || self.cpu_rings.throttled > 0 {
             notes.push(format!(
                 "per-CPU ring buffers lost {} records and were throttled {} times; which threads' samples they were is unknown",
@@ -433,6 +478,54 @@ mod tests {
         a.add_lost(11, 3);
         a.set_on_cpu(11, 500_000_000);
         a
+    }
+
+    #[test]
+    fn unnamed_tcg_vcpu_threads_are_found_by_translated_code() {
+        let mut vm = GuestMachine::new(VmId::Vmm(20), "tcg");
+        vm.emulated = true;
+        vm.vcpus = (0..2).map(|index| Vcpu { index, tid: None }).collect();
+        for tid in [20, 21, 22, 23] {
+            let name = "qemu-system-x86".to_string();
+            vm.threads.insert(
+                tid,
+                Thread {
+                    tid,
+                    name,
+                    vcpu: None,
+                    tcg: false,
+                },
+            );
+        }
+        let mut m = Machines::new();
+        m.add(vm);
+        let mut a = Aggregator::new(Arc::new(m));
+        let mut s = |tid: i32, class: Class, n: usize| {
+            for _ in 0..n {
+                let mut x = att(tid, class, "[tcg translated code]", false, 1_000_000);
+                x.sample.pid = 20;
+                a.add(&x);
+            }
+        };
+        s(20, Class::Vmm, 5); // the main loop: never a vCPU
+        s(22, Class::Emulation, 30);
+        s(22, Class::Vmm, 10);
+        s(23, Class::Emulation, 7);
+        let p = a.snapshot(meta(), None, 10);
+        let v = &p.vms[0];
+        let found: Vec<_> = v.vcpus.iter().map(|t| (t.tid, t.vcpu)).collect();
+        assert_eq!(found, vec![(22, Some(0)), (23, Some(1))]);
+        assert_eq!(
+            v.other_threads.iter().map(|t| t.tid).collect::<Vec<_>>(),
+            vec![20]
+        );
+        assert!(
+            p.notes.iter().any(|n| n.contains(
+                "threads 22, 23 ran its translated code, so they are shown as vCPUs 0, 1"
+            )),
+            "{:?}",
+            p.notes
+        );
     }
 
     #[test]

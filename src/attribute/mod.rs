@@ -96,7 +96,13 @@ impl Attributor {
         let machines = Arc::clone(&self.machines);
         let thread = machines.thread(s.tid).and_then(|(_, t)| t);
         let vcpu_thread = thread.is_some_and(|t| t.vcpu.is_some());
-        let tcg_thread = thread.is_some_and(|t| t.tcg);
+        // Translated guest code runs on a TCG vCPU thread: one named so, or any thread of an
+        // emulated VM whose threads QEMU did not name (the sample itself says it: anonymous
+        // executable memory, QEMU's code_gen_buffer).
+        let tcg_thread = thread.is_some_and(|t| t.tcg)
+            || machines.owner_of(s).is_some_and(|vm| {
+                vm.emulated && thread.is_none_or(|t| t.vcpu.is_some() || !vm.has_named_vcpus())
+            });
         let (class, symbol, landing) = match (machines.find_for_sample(s), Address::of_sample(s)) {
             (MachineRef::Guest(vm), Address::Guest(ip)) => (
                 guest_class(s.cpumode),

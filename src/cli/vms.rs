@@ -66,6 +66,10 @@ pub fn run(a: VmsArgs) -> anyhow::Result<()> {
                         .and_then(|v| v.as_str().map(String::from))
                         .unwrap_or_default()
                 ),
+                _ if vm.accel == "tcg" => println!(
+                    "  vCPU {} → thread unnamed (QEMU TCG without -name ...,debug-threads=on); `hvprof record` recognises it by its samples in the translated-code buffer",
+                    v.index
+                ),
                 _ => println!("  vCPU {} → thread not found", v.index),
             }
         }

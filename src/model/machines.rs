@@ -78,6 +78,10 @@ pub struct GuestMachine {
     pub vcpus: Vec<Vcpu>,
     /// Its host threads, by tid.
     pub threads: BTreeMap<i32, Thread>,
+    /// The guest runs in an emulator (QEMU TCG): its vCPU threads' samples in anonymous
+    /// executable memory are translated guest code.
+    #[serde(default)]
+    pub emulated: bool,
     /// The guest kernel's symbols (passive mode, `--guest-kallsyms`), if given.
     #[serde(skip)]
     pub kernel_symbols: Option<Arc<Kallsyms>>,
@@ -86,7 +90,13 @@ pub struct GuestMachine {
 /// Equality of identity (id, name, vCPUs, threads); symbol sources are not compared.
 impl PartialEq for GuestMachine {
     fn eq(&self, o: &Self) -> bool {
-        (self.id, &self.name, &self.vcpus, &self.threads) == (o.id, &o.name, &o.vcpus, &o.threads)
+        (
+            self.id,
+            &self.name,
+            &self.vcpus,
+            &self.threads,
+            self.emulated,
+        ) == (o.id, &o.name, &o.vcpus, &o.threads, o.emulated)
     }
 }
 
@@ -98,6 +108,7 @@ impl GuestMachine {
             name: name.into(),
             vcpus: Vec::new(),
             threads: BTreeMap::new(),
+            emulated: false,
             kernel_symbols: None,
         }
     }
@@ -105,6 +116,11 @@ impl GuestMachine {
     /// The thread running vCPU `index`.
     pub fn vcpu_thread(&self, index: u32) -> Option<i32> {
         self.vcpus.iter().find(|v| v.index == index)?.tid
+    }
+
+    /// Whether any vCPU's thread is known (by name, debugfs or `KVM_RUN`).
+    pub fn has_named_vcpus(&self) -> bool {
+        self.vcpus.iter().any(|v| v.tid.is_some())
     }
 
     /// vCPU threads' ids, by vCPU index.
