@@ -1,0 +1,158 @@
+//! The consuming end of a session: decodes each batch of ring bytes, attributes every sample,
+//! and routes it to the aggregator, the recording, or (active mode) the merge with the guest.
+
+use std::collections::HashSet;
+
+use hvprof_perf::abi;
+use hvprof_perf::record::{Record, RecordDecoder};
+use hvprof_perf::Target;
+
+use crate::aggregate::Aggregator;
+use crate::attribute::Attributor;
+use crate::collect::Batch;
+use crate::error::Result;
+use crate::model::VmId;
+use crate::recording::{self, Entry};
+
+/// The aggregator side of a session: attributes each record and routes it to the aggregator,
+/// the recording, or (active mode, guest-tagged samples of the VM) the merge with the guest.
+pub(super) struct Sink {
+    pub(super) attributor: Attributor,
+    pub(super) agg: Aggregator,
+    pub(super) writer: Option<recording::Writer>,
+    pub(super) hung_up: HashSet<Target>,
+    pub(super) notes: Vec<String>,
+    /// Active mode: the VM whose guest-tagged samples are held back (with their vCPU index)
+    /// for the merge with the helper's view.
+    pub(super) active_vm: Option<VmId>,
+    pub(super) host_tagged: Vec<(hvprof_perf::Sample, u32)>,
+    pub(super) ring_notes: usize,
+}
+
+/// Notes kept from ring errors and corrupt data; past this, they are counted.
+const MAX_RING_NOTES: usize = 20;
+
+impl Sink {
+    /// Adds a note about ring data, bounded: a stream of corrupt batches must not grow the
+    /// report without limit.
+    fn ring_note(&mut self, n: String) {
+        self.ring_notes += 1;
+        if self.ring_notes <= MAX_RING_NOTES {
+            self.notes.push(n);
+        } else if self.ring_notes == MAX_RING_NOTES + 1 {
+            self.notes.push(format!(
+                "more ring errors after the first {MAX_RING_NOTES} were counted, not listed"
+            ));
+        }
+    }
+
+    pub(super) fn write(&mut self, e: &Entry) -> Result<()> {
+        match self.writer.as_mut() {
+            Some(w) => w.write(e),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn handle(&mut self, b: Batch) -> Result<()> {
+        // Losses belong to the ring's thread; a per-CPU ring's (tid -1) to no thread: the
+        // kernel stamps a LOST record with whatever task runs when it is written.
+        let owner_tid = |t: Target| match t {
+            Target::Thread(tid) => tid,
+            Target::Cpu(_) => -1,
+        };
+        let (target, bytes) = match b {
+            Batch::Records { target, bytes } => (target, bytes),
+            Batch::Hangup { target } => {
+                self.hung_up.insert(target);
+                return Ok(());
+            }
+            Batch::Error { target, message } => {
+                self.ring_note(format!("{target}: {message}"));
+                return Ok(());
+            }
+        };
+        for r in RecordDecoder::new(abi::HVPROF_SAMPLE_TYPE).records(&bytes) {
+            let entry = match r {
+                Record::Sample(rec) => {
+                    let s = rec.sample;
+                    if let (Some(vm), true) = (self.active_vm, s.cpumode.is_guest()) {
+                        let vcpu = match self.attributor.machines().thread(s.tid) {
+                            Some((g, Some(t))) if g.id == vm => t.vcpu,
+                            _ => None,
+                        };
+                        if let Some(i) = vcpu {
+                            self.host_tagged.push((s, i));
+                            continue;
+                        }
+                    }
+                    let a = self.attributor.attribute(&s);
+                    self.agg.add(&a);
+                    Some(Entry::Sample(a))
+                }
+                Record::Lost { lost, .. } | Record::LostSamples { lost, .. } => {
+                    let tid = owner_tid(target);
+                    self.agg.add_lost(tid, lost);
+                    Some(Entry::Lost { tid, n: lost })
+                }
+                Record::Throttle {
+                    throttled: true, ..
+                } => {
+                    let tid = owner_tid(target);
+                    self.agg.add_throttle(tid);
+                    Some(Entry::Throttle { tid })
+                }
+                Record::Corrupt {
+                    offset,
+                    skipped,
+                    reason,
+                } => {
+                    self.ring_note(format!(
+                        "{target}: {skipped} bytes of corrupt ring data at offset {offset} skipped ({reason})"
+                    ));
+                    None
+                }
+                _ => None,
+            };
+            if let Some(e) = entry {
+                self.write(&e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Active mode: merges what the helper told with the held-back guest-tagged samples.
+    pub(super) fn finish_active(
+        &mut self,
+        session: crate::active::ActiveSession,
+        vm: i32,
+    ) -> Result<()> {
+        let held = std::mem::take(&mut self.host_tagged);
+        let out = session.finish(&held);
+        let in_class_table = !held.is_empty();
+        if in_class_table {
+            for (a, _) in &out.attributed {
+                self.agg.add(a);
+                self.write(&Entry::Sample(a.clone()))?;
+            }
+        } else {
+            self.notes.push(format!(
+                "VM {vm}: this host reports no guest IPs for the VM (QEMU TCG, or a host that hides them): the guest breakdown comes from the in-guest helper's own sampling ({} samples at {} Hz) and is shown beside the host's classes, not added to them",
+                out.attributed.len(),
+                out.summary.sampling_hz
+            ));
+        }
+        self.notes.extend(out.notes.iter().cloned());
+        let view = crate::report::GuestView {
+            summary: out.summary,
+            processes: out.processes,
+            samples: out.attributed.len() as u64,
+            in_class_table,
+        };
+        self.write(&Entry::GuestView {
+            vm,
+            view: Box::new(view.clone()),
+        })?;
+        self.agg.set_guest_view(VmId::Vmm(vm), view);
+        Ok(())
+    }
+}
