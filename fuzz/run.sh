@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Runs the protocol decoder fuzz target (fuzz_targets/decode.rs) for SECONDS (default 60).
+# Runs the fuzz targets for SECONDS in all (default 60), shared between them: the protocol
+# decoder (fuzz_targets/decode.rs) and the perf record decoder (fuzz_targets/records.rs).
 #
 #   fuzz/run.sh 300
 #
 # Installs cargo-fuzz from crates.io when missing. cargo-fuzz passes nightly-only flags
 # (-Zsanitizer=address, sancov); with a nightly toolchain installed (rustup) it uses it, else
 # it runs the stable compiler with RUSTC_BOOTSTRAP=1, which accepts those flags (see
-# docs/active.md, "Fuzzing"). Crashes land in fuzz/artifacts/decode/; the script exits
+# docs/active.md, "Fuzzing"). Crashes land in fuzz/artifacts/TARGET/; the script exits
 # non-zero when one is found.
 set -euo pipefail
 SECS=${1:-60}
@@ -23,7 +24,13 @@ else
 	export RUSTC_BOOTSTRAP=1
 	echo "fuzz/run.sh: no nightly toolchain; using stable with RUSTC_BOOTSTRAP=1" >&2
 fi
-mkdir -p corpus/decode
-# -rss_limit_mb: the decoder must stay far below it whatever the input.
-exec cargo "${TOOLCHAIN[@]}" fuzz run decode corpus/decode -- \
-	-max_total_time="$SECS" -rss_limit_mb=1024 -max_len=65536 -timeout=10
+TARGETS=(decode records)
+EACH=$((SECS / ${#TARGETS[@]}))
+[ "$EACH" -gt 0 ] || EACH=1
+for t in "${TARGETS[@]}"; do
+	mkdir -p "corpus/$t"
+	echo "fuzz/run.sh: $t for $EACH s" >&2
+	# -rss_limit_mb: the decoders must stay far below it whatever the input.
+	cargo "${TOOLCHAIN[@]}" fuzz run "$t" "corpus/$t" -- \
+		-max_total_time="$EACH" -rss_limit_mb=1024 -max_len=65536 -timeout=10
+done

@@ -1,19 +1,21 @@
 //! # hvprof — where the CPU time of virtual machines goes
 //!
 //! A hypervisor-side profiler for KVM hosts (and, by design, Xen dom0), in the tradition of
-//! Xenoprof. The pipeline, one module per stage:
+//! Xenoprof. The pipeline, one module per stage (docs/design.md follows one sample through it):
 //!
-//! 1. [`discover`] — find VMs (`anon_inode:kvm-vm` fds) and their vCPU threads;
-//! 2. [`counters`] — open perf events (`perf_event_open(2)`) per vCPU thread or per host CPU;
-//! 3. [`ring`] — read each counter's mmap ring buffer (`data_head`/`data_tail`);
-//! 4. [`record`] — decode PERF_RECORD_SAMPLE, LOST, THROTTLE, EXIT;
-//! 5. [`collect`] — reader threads woken by poll(2), batches over crossbeam channels;
-//! 6. [`attribute`] — class (hypervisor, VMM, guest kernel, guest user) and symbol of each sample;
-//! 7. [`report`] — per VM → vCPU → class → symbol, as text, JSON and flame graphs.
+//! 1. [`discover`] — find VMs (`anon_inode:kvm-vm` fds, QEMU TCG) and their vCPU threads;
+//! 2. [`counters`] — open perf events per vCPU thread or per host CPU, through the one perf
+//!    layer ([`perf`], the `hvprof-perf` crate: ABI, fds, ring buffers, record decoder);
+//! 3. [`collect`] — reader threads woken by poll(2) copy each ring's records out;
+//! 4. [`attribute`] — machine ([`model::Machines`]), class (hypervisor, VMM, guest kernel,
+//!    guest user, emulation) and symbol of each sample;
+//! 5. [`aggregate`] — one aggregator, snapshots into the [`report::Profile`] tree;
+//! 6. [`output`] — text, JSON, folded stacks and flame graphs.
 //!
-//! [`session`] runs the pipeline end to end; [`recording`] stores and replays a session.
-//! Symbol resolution lives in the `hvprof-symbols` crate, the built-in test VM in
-//! `hvprof-testvm`, virtualization detection in `hvprof-detect`.
+//! [`session`] runs the pipeline for `hvprof record` (stopped by one [`stop::StopToken`]);
+//! [`recording`] stores and replays a session; [`stat`] measures the hypervisor's own costs;
+//! [`active`] adds the in-guest helper's view. Symbols live in `hvprof-symbols`, the wire
+//! protocol in `hvprof-proto`, virtualization detection in `hvprof-detect`.
 
 pub mod active;
 pub mod aggregate;

@@ -149,6 +149,6 @@ pub struct Attributed {
     /// Its symbol.
     pub symbol: Symbol,
     /// The sample is a vCPU thread's host-kernel sample at a guest-interrupt landing symbol
-    /// (see [`GUEST_LANDING_SYMBOLS`]): guest time when the host hides guest IPs.
+    /// (see [`super::GUEST_LANDING_SYMBOLS`]): guest time when the host hides guest IPs.
     pub landing: bool,
 }
