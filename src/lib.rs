@@ -12,7 +12,7 @@
 //! 5. [`aggregate`] — one aggregator, snapshots into the [`report::Profile`] tree;
 //! 6. [`output`] — text, JSON, folded stacks and flame graphs.
 //!
-//! [`session`] runs the pipeline for `hvprof record` (stopped by one [`stop::StopToken`]);
+//! [`session`] runs the pipeline for `hvprof record` (stopped by one [`rt::StopToken`]);
 //! [`recording`] stores and replays a session; [`stat`] measures the hypervisor's own costs;
 //! [`active`] adds the in-guest helper's view. Symbols live in `hvprof-symbols`, the wire
 //! protocol in `hvprof-proto`, virtualization detection in `hvprof-detect`.
@@ -30,20 +30,12 @@ pub mod recording;
 pub mod report;
 pub mod session;
 pub mod stat;
-pub mod stop;
 
 pub use error::{Error, Result};
 /// The one perf layer (ABI, fds, ring buffers, record decoder), from the `hvprof-perf` crate.
 pub use hvprof_perf as perf;
 
-/// Formats an error with its chain of causes: `outer: inner: innermost`.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+/// The one stop of a run ([`rt::StopToken`]) and the signals that stop it, from `hvprof-rt`.
+pub use hvprof_rt as rt;
+/// Formats an error with its chain of causes: `outer: inner: innermost` (from `hvprof-rt`).
+pub use hvprof_rt::error_chain;

@@ -324,7 +324,7 @@ fn silent_channel_says_no_helper_answered() {
         ready_timeout: Duration::from_millis(200),
         ..ActiveOptions::new("tcp:127.0.0.1:0".parse().unwrap(), 4242)
     };
-    let stop = hvprof::stop::StopToken::new();
+    let stop = hvprof::rt::StopToken::new();
     let e = hvprof::active::record_active(&opts, Some(Duration::ZERO), &stop).unwrap_err();
     let msg = e.to_string();
     assert!(

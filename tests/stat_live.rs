@@ -70,7 +70,7 @@ fn stat_port_io_vm_shows_rising_exits_with_source() {
         pids: vec![vm.pid()],
         duration: Some(Duration::from_millis(2500)),
         interval: Some(Duration::from_millis(500)),
-        stop: hvprof::stop::StopToken::new(),
+        stop: hvprof::rt::StopToken::new(),
         ..StatOptions::default()
     };
     let mut intervals: Vec<StatReport> = Vec::new();
@@ -264,7 +264,7 @@ fn stat_vm_exiting_mid_run_keeps_figures() {
     let real = format!("/proc/{pid}/task/{tid}/schedstat");
     let fake = pdir.join(format!("task/{tid}/schedstat"));
     std::fs::copy(&real, &fake).unwrap();
-    let stop = hvprof::stop::StopToken::new();
+    let stop = hvprof::rt::StopToken::new();
     // The duration only bounds the run: the VM's exit (after ~0.5 s) must end it first.
     let opts = StatOptions {
         pids: vec![pid],

@@ -34,14 +34,7 @@ fn main() {
             }
         }
         Err(e) => {
-            let mut s = e.to_string();
-            let mut cur = std::error::Error::source(&e);
-            while let Some(c) = cur {
-                s.push_str(": ");
-                s.push_str(&c.to_string());
-                cur = c.source();
-            }
-            eprintln!("hvprof-guest: {s}");
+            eprintln!("hvprof-guest: {}", hvprof_rt::error_chain(&e));
             std::process::exit(1);
         }
     }

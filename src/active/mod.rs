@@ -16,7 +16,7 @@
 //! ```no_run
 //! # fn main() -> Result<(), hvprof::active::ActiveError> {
 //! use hvprof::active::{record_active, ActiveOptions};
-//! use hvprof::stop::StopToken;
+//! use hvprof::rt::StopToken;
 //! let opts = ActiveOptions::new("unix:/tmp/vm.sock".parse()?, 4242);
 //! let out = record_active(&opts, Some(std::time::Duration::from_secs(10)), &StopToken::new())?;
 //! print!("{}", hvprof::output::text::guest_processes(&out.processes, 5));
@@ -30,7 +30,7 @@ pub mod model;
 pub mod report;
 pub mod symtab;
 
-use crate::stop::StopToken;
+use hvprof_rt::StopToken;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

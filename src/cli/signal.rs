@@ -1,43 +1,22 @@
-//! The process's stop token ([`hvprof::stop::StopToken`]), stopped by SIGINT and SIGTERM.
+//! The process's stop token, stopped by SIGINT and SIGTERM (`hvprof_rt::stop_on_signals`).
 //!
 //! `record`, `stat`, `testvm` and `demo` run under this one token: a signal stops it, and
 //! they end early and still print what they collected.
 
-use std::sync::OnceLock;
+use hvprof::rt::StopToken;
 
-use hvprof::stop::StopToken;
-
-static TOKEN: OnceLock<StopToken> = OnceLock::new();
-
-extern "C" fn on_signal(_: libc::c_int) {
-    if let Some(t) = TOKEN.get() {
-        t.stop_from_signal();
-    }
-}
-
-/// Installs the SIGINT and SIGTERM handlers that stop the process's token. Failures are
-/// ignored: the default action (exit) then applies.
+/// Installs the SIGINT and SIGTERM handlers that stop the process's token. A failure leaves
+/// the default action (exit).
 pub fn install_handlers() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let _ = token();
-    let act = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only reads an initialised OnceLock and stores to atomics
-        // (StopToken::stop_from_signal), which is async-signal-safe.
-        let _ = unsafe { sigaction(sig, &act) };
-    }
+    let _ = hvprof::rt::stop_on_signals(false);
 }
 
 /// The process's stop token (the one signals stop).
 pub fn token() -> StopToken {
-    TOKEN.get_or_init(StopToken::new).clone()
+    hvprof::rt::process_token()
 }
 
 /// Whether the process's token was stopped (SIGINT or SIGTERM, or a run that ended).
 pub fn stop_requested() -> bool {
-    TOKEN.get().is_some_and(|t| t.is_stopped())
+    token().is_stopped()
 }

@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::model::{Machines, VmId};
 use crate::recording::{self, Entry, Header};
 use crate::report::{Meta, Profile};
-use crate::stop::StopToken;
+use hvprof_rt::StopToken;
 use sink::Sink;
 
 /// What to profile.

@@ -93,7 +93,7 @@ pub struct StatOptions {
     /// procfs root (`/proc`; a fake tree in tests).
     pub proc_root: PathBuf,
     /// The run's stop token (Ctrl-C, a caller on another thread); checked every tick.
-    pub stop: crate::stop::StopToken,
+    pub stop: hvprof_rt::StopToken,
 }
 
 impl Default for StatOptions {
@@ -105,7 +105,7 @@ impl Default for StatOptions {
             tracefs: PathBuf::from(tracefs::DEFAULT_TRACEFS),
             debugfs: Some(PathBuf::from(tracefs::DEFAULT_DEBUGFS)),
             proc_root: PathBuf::from("/proc"),
-            stop: crate::stop::StopToken::new(),
+            stop: hvprof_rt::StopToken::new(),
         }
     }
 }

@@ -249,7 +249,7 @@ impl Symbolizer {
     pub fn file(&mut self, path: &Path) -> std::result::Result<&ElfFile, &str> {
         self.files
             .entry(path.to_owned())
-            .or_insert_with(|| ElfFile::open(path).map_err(|e| error_chain(&e)))
+            .or_insert_with(|| ElfFile::open(path).map_err(|e| hvprof_rt::error_chain(&e)))
             .as_ref()
             .map_err(String::as_str)
     }
@@ -280,18 +280,6 @@ fn dso_name(path: &Path) -> String {
         .unwrap_or(path.as_os_str())
         .to_string_lossy()
         .into_owned()
-}
-
-/// `error: cause: cause...`
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(cause) = src {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        src = cause.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use hvprof_proto::transport::Stream;
 use super::{log, HelperError, Options, State};
 use crate::collect::{Collector, EventClock};
 use crate::procfs::{self, Proc};
-use crate::sys;
 
 /// Runs the helper until its duration ends or SIGINT/SIGTERM; returns why it stopped.
 ///
@@ -18,7 +17,7 @@ use crate::sys;
 /// [`HelperError::Perf`] when no perf event opens and sampling or sideband was wanted;
 /// [`HelperError::Connect`] when `no_retry` is set and the first connection fails.
 pub fn run(opts: &Options) -> Result<String, HelperError> {
-    sys::install_signal_handlers();
+    let _ = hvprof_rt::stop_on_signals(true);
     let proc = Proc {
         root: opts.proc_root.clone(),
     };
@@ -63,7 +62,7 @@ pub fn run(opts: &Options) -> Result<String, HelperError> {
     let mut deadline: Option<Instant> = None;
     let mut announced = false;
     loop {
-        if sys::stop_requested() {
+        if hvprof_rt::process_token().is_stopped() {
             return Ok("interrupted".into());
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -97,7 +96,7 @@ pub fn run(opts: &Options) -> Result<String, HelperError> {
             // wait for a host, keeping the rings drained.
             let mut said = false;
             loop {
-                if sys::stop_requested() {
+                if hvprof_rt::process_token().is_stopped() {
                     return Ok("interrupted".into());
                 }
                 match stream.poll(true, Duration::from_millis(200)) {

@@ -12,7 +12,6 @@ use hvprof_proto::{FrameDecoder, Limits, Message};
 use super::{log, State, Tx};
 use crate::collect::EventClock;
 use crate::sender::Sender;
-use crate::sys;
 
 fn spawn_reader(
     mut stream: Stream,
@@ -128,7 +127,7 @@ impl State {
         self.connected_once = true;
         self.send_state(tx)?;
         loop {
-            if sys::stop_requested() {
+            if hvprof_rt::process_token().is_stopped() {
                 return self.bye(tx, "interrupted");
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {

@@ -1,9 +1,10 @@
 //! One stop token per run: whatever ends a run — its duration, Ctrl-C, a workload that exits,
 //! a caller on another thread — stops the same [`StopToken`], and every loop of the run
-//! (`record`, `stat`, active mode's helper wait) watches that one token.
+//! (`record`, `stat`, active mode's helper wait, the guest helper's loops) watches that one
+//! token. [`crate::stop_on_signals`] makes SIGINT and SIGTERM stop it.
 //!
 //! ```
-//! use hvprof::stop::StopToken;
+//! use hvprof_rt::StopToken;
 //! let t = StopToken::new();
 //! let seen_by_a_worker = t.clone();
 //! t.stop("workload ended");
