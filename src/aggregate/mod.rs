@@ -107,6 +107,12 @@ impl Aggregator {
         }
     }
 
+    /// Replaces the machines (VMs that started or exited during a live run); counts already
+    /// taken stay with their threads.
+    pub fn set_machines(&mut self, machines: Arc<Machines>) {
+        self.machines = machines;
+    }
+
     /// The machines samples are grouped by.
     pub fn machines(&self) -> &Arc<Machines> {
         &self.machines

@@ -73,6 +73,11 @@ impl Attributor {
         }
     }
 
+    /// Replaces the machines (VMs that started or exited during a live run).
+    pub fn set_machines(&mut self, machines: Arc<Machines>) {
+        self.machines = machines;
+    }
+
     /// The machines samples are attributed to.
     pub fn machines(&self) -> &Arc<Machines> {
         &self.machines

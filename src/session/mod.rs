@@ -117,6 +117,33 @@ pub struct RecordOutcome {
 /// errno tells why: permission, unsupported event), [`Error::RingMmap`], [`Error::Write`],
 /// [`Error::Active`] when active mode's helper does not answer.
 pub fn record(opts: &RecordOptions) -> Result<RecordOutcome> {
+    record_live(opts, None)
+}
+
+/// A live view of a running session: every `every`, `show` gets a snapshot of the profile so
+/// far (`meta.duration_ns` is the time since sampling started; on-CPU times come only at the
+/// end). `hvprof top` is built on it.
+pub struct Live<'a> {
+    /// How often to take a snapshot.
+    pub every: Duration,
+    /// Called with each snapshot, on the session's thread.
+    pub show: &'a mut dyn FnMut(&Profile),
+}
+
+impl std::fmt::Debug for Live<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live").field("every", &self.every).finish()
+    }
+}
+
+/// [`record`], with a [`Live`] view of the aggregate while it runs. System-wide (`-a`), the
+/// VMs are discovered again every 2 s of a live run, so VMs that start are attributed from
+/// then on (their threads' samples were host samples until then) and VMs that exit drop out
+/// of the snapshots.
+///
+/// # Errors
+/// As [`record`].
+pub fn record_live(opts: &RecordOptions, mut live: Option<Live<'_>>) -> Result<RecordOutcome> {
     if opts.ring_pages == 0 || !opts.ring_pages.is_power_of_two() {
         return Err(Error::InvalidOption(format!(
             "ring buffer size (-m) must be a power of two number of pages, got {}",
@@ -172,7 +199,15 @@ pub fn record(opts: &RecordOptions) -> Result<RecordOutcome> {
         host_tagged: Vec::new(),
         ring_notes: 0,
     };
-    collect(opts, &mut sink, &counters, t0)?;
+    let mut view = live.as_mut().map(|l| LiveState {
+        every: l.every,
+        show: &mut *l.show,
+        meta: meta.clone(),
+        hidden: plan.guest_ips_hidden.clone(),
+        last: t0,
+        last_discovery: t0,
+    });
+    collect(opts, &mut sink, &counters, t0, view.as_mut())?;
     let stopped_because = opts.stop.reason().unwrap_or_default();
     // Stop every counter at once, so the sampling window is the same for all threads and
     // matches the duration and on-CPU times reported; readers then drain what is left.
@@ -381,6 +416,46 @@ fn start_active(
     Ok(Some((session, vm.pid)))
 }
 
+/// A [`Live`] view's state inside [`collect`].
+struct LiveState<'a> {
+    every: Duration,
+    show: &'a mut dyn FnMut(&Profile),
+    meta: Meta,
+    hidden: Option<(bool, String)>,
+    last: Instant,
+    last_discovery: Instant,
+}
+
+impl LiveState<'_> {
+    /// Shows a snapshot when one is due; system-wide, rediscovers the VMs every 2 s.
+    fn tick(&mut self, opts: &RecordOptions, sink: &mut Sink, t0: Instant) -> Result<()> {
+        let now = Instant::now();
+        if opts.scope == Scope::SystemWide && now - self.last_discovery >= Duration::from_secs(2) {
+            self.last_discovery = now;
+            let proc_root = opts.root.join("proc");
+            if let Ok(vms) = discover::find_vms(&proc_root, opts.debugfs.as_deref()) {
+                let known: Vec<VmId> = sink.agg.machines().guests().map(|g| g.id).collect();
+                let found: Vec<VmId> = vms.iter().map(|v| VmId::Vmm(v.pid)).collect();
+                if known != found {
+                    let machines = build_machines(opts, &vms)?;
+                    for vm in vms.iter().filter(|v| !known.contains(&VmId::Vmm(v.pid))) {
+                        sink.attributor.snapshot_maps(vm.pid);
+                    }
+                    sink.attributor.set_machines(Arc::clone(&machines));
+                    sink.agg.set_machines(machines);
+                }
+            }
+        }
+        if now - self.last >= self.every {
+            self.last = now;
+            let mut meta = self.meta.clone();
+            meta.duration_ns = (now - t0).as_nanos() as u64;
+            (self.show)(&sink.agg.snapshot(meta, self.hidden.clone(), usize::MAX));
+        }
+        Ok(())
+    }
+}
+
 /// The open counters of a session, their readers and the channel they feed.
 struct Counters {
     fds: Vec<Arc<PerfFd>>,
@@ -450,9 +525,18 @@ fn open_counters(
 
 /// Step 6: feed the sink until the run's stop token stops: the duration, every monitored
 /// thread gone, the readers gone, or the caller (signal, workload end).
-fn collect(opts: &RecordOptions, sink: &mut Sink, c: &Counters, t0: Instant) -> Result<()> {
+fn collect(
+    opts: &RecordOptions,
+    sink: &mut Sink,
+    c: &Counters,
+    t0: Instant,
+    mut live: Option<&mut LiveState<'_>>,
+) -> Result<()> {
     let stop = &opts.stop;
     while !stop.is_stopped() {
+        if let Some(l) = live.as_deref_mut() {
+            l.tick(opts, sink, t0)?;
+        }
         if opts.duration.is_some_and(|d| t0.elapsed() >= d) {
             stop.stop(format!(
                 "duration of {:.1} s reached",
