@@ -11,6 +11,9 @@ pub use perf_event_open_sys::bindings::perf_event_attr;
 /// Size in bytes of `struct perf_event_header` (`u32 type; u16 misc; u16 size`).
 pub const HEADER_SIZE: usize = 8;
 
+/// `PERF_ATTR_SIZE_VER0` (64): the first published `perf_event_attr`, the smallest a file may hold.
+pub const PERF_ATTR_SIZE_VER0: u32 = 64;
+
 // ---- perf_event_header.misc -------------------------------------------------------------------
 
 /// `PERF_RECORD_MISC_CPUMODE_MASK` (`(7 << 0)`): the cpumode bits of `perf_event_header.misc`.

@@ -11,7 +11,10 @@
 //! - [`record`] — the IO-free decoder of every record type hvprof uses ([`Record`]), and
 //!   [`record::encode`] to lay records out byte for byte as the kernel does (test fixtures).
 //!
-//! [`clock`] reads "now" in the perf clock. `unsafe` lives in [`fd`], [`ring`] and [`sys`] only; every block says why it is sound.
+//! - [`perf_data`] — the perf.data container: [`perf_data::PerfDataWriter`], [`perf_data::PerfData`].
+//!
+//! [`clock`] reads "now" in the perf clock. `unsafe` lives in [`fd`], [`ring`], [`sys`] and
+//! the attr copies of [`perf_data`] only; every block says why it is sound.
 //!
 //! ```no_run
 //! use hvprof_perf::{abi::AttrBuilder, PerfFd, RingBuffer, Target, record::{RecordDecoder, Record}};
@@ -34,6 +37,7 @@ pub mod abi;
 pub mod clock;
 mod error;
 pub mod fd;
+pub mod perf_data;
 pub mod record;
 pub mod ring;
 pub mod sys;
