@@ -3,8 +3,10 @@
 //!
 //! - [`text`] — the human report (per VM → vCPU → class → symbols);
 //! - [`json`] — the same tree as JSON (schema in `docs/formats.md`);
-//! - [`flame`] — folded stacks and an SVG flame graph (inferno).
+//! - [`flame`] — folded stacks and an SVG flame graph (inferno);
+//! - [`top`] — `hvprof top`'s frames (the interval between two snapshots), as text and JSON.
 
 pub mod flame;
 pub mod json;
 pub mod text;
+pub mod top;
