@@ -165,6 +165,9 @@ pub struct CounterSpec {
     pub exclude_host: bool,
     /// Wake the reader when this many bytes are pending (`wakeup_watermark`).
     pub wakeup_bytes: u32,
+    /// Also record the sideband a recording needs to be symbolized later: MMAP2 (new
+    /// mappings, `attr.mmap2`) and COMM records (`attr.comm`), as perf record's tracking event.
+    pub sideband: bool,
 }
 
 impl Default for CounterSpec {
@@ -175,6 +178,7 @@ impl Default for CounterSpec {
             exclude_guest: false,
             exclude_host: false,
             wakeup_bytes: 16 * 1024,
+            sideband: false,
         }
     }
 }
@@ -185,6 +189,22 @@ impl Default for CounterSpec {
 /// [`Error::PerfEventOpen`] (see there for the errno meanings), [`Error::InvalidOption`]
 /// for a zero rate.
 pub fn open_counter(spec: &CounterSpec, target: Target) -> Result<PerfFd> {
+    Ok(PerfFd::open(
+        &counter_attr(spec, target)?,
+        target,
+        &spec.event.name,
+    )?)
+}
+
+/// The `perf_event_attr` [`open_counter`] opens for `target` (also what a recording's header
+/// describes).
+///
+/// # Errors
+/// [`Error::InvalidOption`] for a zero rate.
+pub fn counter_attr(
+    spec: &CounterSpec,
+    target: Target,
+) -> Result<hvprof_perf::abi::perf_event_attr> {
     let ev = &spec.event;
     let mut b = AttrBuilder::new(ev.type_, ev.config)
         .sample_type(abi::HVPROF_SAMPLE_TYPE)
@@ -213,7 +233,10 @@ pub fn open_counter(spec: &CounterSpec, target: Target) -> Result<PerfFd> {
     b = b
         .exclude_guest(spec.exclude_guest || ev.exclude_guest)
         .exclude_host(spec.exclude_host || ev.exclude_host);
-    Ok(PerfFd::open(&b.build(), target, &ev.name)?)
+    if spec.sideband {
+        b = b.mmap(true).mmap2(true).comm(true).comm_exec(true);
+    }
+    Ok(b.build())
 }
 
 #[cfg(test)]

@@ -115,6 +115,10 @@ pub enum Error {
     /// Active mode: the guest helper channel failed.
     #[error("active mode")]
     Active(#[from] crate::active::error::ActiveError),
+    /// A perf.data file could not be read or written (the message names the file and, for a
+    /// malformed one, the byte offset).
+    #[error(transparent)]
+    PerfData(#[from] hvprof_perf::perf_data::Error),
     /// A system call failed.
     #[error("{op} failed")]
     Sys {

@@ -132,6 +132,20 @@ impl PerfFd {
         }
     }
 
+    /// The event's id (`PERF_EVENT_IOC_ID`): the value its records carry in `PERF_SAMPLE_ID`
+    /// / `PERF_SAMPLE_IDENTIFIER`, and what a perf.data attr lists in its ids.
+    ///
+    /// # Errors
+    /// [`Error::Fd`].
+    pub fn id(&self) -> Result<u64> {
+        let mut id = 0u64;
+        // SAFETY: the fd is a live perf event fd; ID writes one u64 through the pointer, which
+        // points at `id`, alive for the call.
+        let r = unsafe { sys::ioctls::ID(self.file.as_raw_fd(), &mut id) };
+        self.check(r, "PERF_EVENT_IOC_ID")?;
+        Ok(id)
+    }
+
     /// Reads the event's count (`read(2)` with `read_format = 0`: one `u64`, in events).
     ///
     /// # Errors

@@ -54,6 +54,7 @@ pub struct Attributor {
     proc_root: std::path::PathBuf,
     maps_read_at: HashMap<i32, std::time::Instant>,
     user_cache: HashMap<(i32, u64), (Symbol, bool)>,
+    recorded_maps: bool,
 }
 
 /// Entries of the per-(pid, ip) VMM symbol cache before it is cleared.
@@ -70,6 +71,7 @@ impl Attributor {
             proc_root: proc_root.to_path_buf(),
             maps_read_at: HashMap::new(),
             user_cache: HashMap::new(),
+            recorded_maps: false,
         }
     }
 
@@ -81,6 +83,20 @@ impl Attributor {
     /// The machines samples are attributed to.
     pub fn machines(&self) -> &Arc<Machines> {
         &self.machines
+    }
+
+    /// Report time: process mappings come only from the recording's MMAP/MMAP2 records
+    /// ([`Attributor::add_mapping`]), never from this host's /proc.
+    pub fn use_recorded_maps(&mut self) {
+        self.recorded_maps = true;
+    }
+
+    /// A mapping of process `pid` (from an MMAP/MMAP2 record): replaces what it overlaps.
+    pub fn add_mapping(&mut self, pid: i32, e: hvprof_symbols::MapEntry) {
+        self.maps.entry(pid).or_default().insert(e);
+        if !self.user_cache.is_empty() {
+            self.user_cache.retain(|(p, _), _| *p != pid);
+        }
     }
 
     /// Reads `/proc/PID/maps` now (at start, before the VM can go away).
@@ -215,15 +231,19 @@ impl Attributor {
         let pid = s.pid;
         let mut refreshed = false;
         loop {
-            if !self.maps.contains_key(&pid) || refreshed {
+            if !self.recorded_maps && (!self.maps.contains_key(&pid) || refreshed) {
                 if let Ok(m) = ProcMaps::read_from(&self.proc_root, pid as u32) {
                     self.maps.insert(pid, m);
                 }
                 self.maps_read_at.insert(pid, std::time::Instant::now());
             }
             let Some(maps) = self.maps.get(&pid) else {
-                let sym =
-                    Symbol::unknown(s.ip, "[unknown]", "process maps unavailable (process gone)");
+                let why = if self.recorded_maps {
+                    "no mapping of this process in the recording"
+                } else {
+                    "process maps unavailable (process gone)"
+                };
+                let sym = Symbol::unknown(s.ip, "[unknown]", why);
                 return (sym, false);
             };
             match self.symbolizer.symbolize_user(maps, s.ip) {
@@ -235,7 +255,11 @@ impl Attributor {
                         .maps_read_at
                         .get(&pid)
                         .is_none_or(|t| t.elapsed().as_millis() >= 200);
-                    if !refreshed && stale && matches!(reason, hvprof_symbols::Reason::Unmapped) {
+                    if !self.recorded_maps
+                        && !refreshed
+                        && stale
+                        && matches!(reason, hvprof_symbols::Reason::Unmapped)
+                    {
                         refreshed = true;
                         continue;
                     }

@@ -1,5 +1,5 @@
-//! `hvprof report`: print the report of a recording made with `record -o FILE`, optionally
-//! resolving guest IPs again with a guest symbol map.
+//! `hvprof report`: print the report of a perf.data recording — made with `hvprof record -o
+//! FILE` or by perf itself — attributing its samples now, with guest symbol maps if given.
 
 use std::path::PathBuf;
 
@@ -12,7 +12,7 @@ use super::parse::parse_guest_kallsyms;
 #[derive(Args)]
 pub struct ReportArgs {
     /// The recording.
-    #[arg(short = 'i', long, default_value = "hvprof.data")]
+    #[arg(short = 'i', long, default_value = "perf.data")]
     pub input: PathBuf,
     /// Resolve guest IPs again with this symbol map: FILE or PID=FILE.
     #[arg(long = "guest-kallsyms")]
@@ -36,8 +36,6 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
         guest.push((pid, k));
     }
     let r = hvprof::recording::replay(&a.input, guest)?;
-    let mut meta = r.header.meta.clone();
-    meta.duration_ns = r.duration_ns;
-    let profile = r.agg.snapshot(meta, r.hidden, usize::MAX);
+    let profile = r.agg.snapshot(r.meta, r.hidden, usize::MAX);
     emit(&profile, &a.out)
 }

@@ -30,7 +30,7 @@ use crate::counters::{open_counter, CounterSpec, EventSpec};
 use crate::discover::{self, Vm};
 use crate::error::{Error, Result};
 use crate::model::{Machines, VmId};
-use crate::recording::{self, Entry, Header};
+use crate::recording::{synth, HvprofSection, Recorder};
 use crate::report::{Meta, Profile};
 use hvprof_rt::StopToken;
 use sink::Sink;
@@ -106,6 +106,9 @@ pub struct RecordOutcome {
     pub profile: Profile,
     /// Why collection stopped, in words.
     pub stopped_because: String,
+    /// With `-o`: the samples written to the recording (the profile then holds only losses;
+    /// attribution happens at report time).
+    pub samples_written: Option<u64>,
 }
 
 /// Runs a session until its duration ends, `opts.stop` is stopped (a signal, a workload that
@@ -153,7 +156,9 @@ pub fn record_live(opts: &RecordOptions, mut live: Option<Live<'_>>) -> Result<R
     let proc_root = opts.root.join("proc");
     let mut notes = Vec::new();
     let vms = discover_vms(opts, &proc_root, &mut notes)?;
-    let plan = plan_event(opts, &mut notes)?;
+    let mut plan = plan_event(opts, &mut notes)?;
+    // A recording also keeps the sideband (new mappings, names) for report-time symbols.
+    plan.counter.sideband = opts.output.is_some();
     let host = HostSymbols::load(&opts.root);
     if let Some(e) = &host.kallsyms_error {
         notes.push(format!("host kernel symbols unavailable: {e}"));
@@ -164,20 +169,19 @@ pub fn record_live(opts: &RecordOptions, mut live: Option<Live<'_>>) -> Result<R
         attributor.snapshot_maps(vm.pid);
     }
     let mut meta = session_meta(opts, &plan.counter);
+    let active = start_active(opts, &vms, &mut notes)?;
+    let counters = open_counters(opts, &plan.counter, &vms, &mut notes)?;
     let writer = match &opts.output {
-        Some(p) => Some(recording::Writer::create(
+        Some(p) => Some(start_recording(
+            opts,
             p,
-            &Header {
-                format: recording::FORMAT_NAME.into(),
-                version: recording::FORMAT_VERSION,
-                meta: meta.clone(),
-                vms: machines.guests().cloned().collect(),
-            },
+            &plan.counter,
+            &counters,
+            &vms,
+            &attributor,
         )?),
         None => None,
     };
-    let active = start_active(opts, &vms, &mut notes)?;
-    let counters = open_counters(opts, &plan.counter, &vms, &mut notes)?;
 
     // Collect: every counter enabled at once, on-CPU time measured around the window.
     let on_cpu_start: HashMap<i32, u64> = machines
@@ -198,6 +202,8 @@ pub fn record_live(opts: &RecordOptions, mut live: Option<Live<'_>>) -> Result<R
         active_vm: active.as_ref().map(|(_, pid)| VmId::Vmm(*pid)),
         host_tagged: Vec::new(),
         ring_notes: 0,
+        active_samples: Vec::new(),
+        guest_views: Vec::new(),
     };
     let mut view = live.as_mut().map(|l| LiveState {
         every: l.every,
@@ -221,32 +227,51 @@ pub fn record_live(opts: &RecordOptions, mut live: Option<Live<'_>>) -> Result<R
         .collect();
     let Counters { readers, rx, .. } = counters;
     readers.stop_and_drain(&rx, |b| sink.handle(b))?;
+    let active_vm_pid = active.as_ref().map(|(_, vm)| *vm);
     if let Some((session, vm)) = active {
         sink.finish_active(session, vm)?;
     }
+    let mut on_cpu = Vec::new();
     for (tid, start) in &on_cpu_start {
         if let Some(&end) = on_cpu_end.get(tid) {
             let ns = end.saturating_sub(*start);
             sink.agg.set_on_cpu(*tid, ns);
-            sink.write(&Entry::OnCpu { tid: *tid, ns })?;
+            on_cpu.push((*tid, ns));
         }
     }
-    for n in std::mem::take(&mut sink.notes) {
-        sink.write(&Entry::Note { text: n.clone() })?;
-        sink.agg.note(n);
+    let notes = std::mem::take(&mut sink.notes);
+    for n in &notes {
+        sink.agg.note(n.clone());
     }
     meta.duration_ns = elapsed.as_nanos() as u64;
     let Sink {
-        mut agg, writer, ..
+        mut agg,
+        writer,
+        active_samples,
+        guest_views,
+        ..
     } = sink;
-    if let Some(mut w) = writer {
-        w.write(&Entry::End {
-            duration_ns: meta.duration_ns,
-            hidden: plan.guest_ips_hidden.clone(),
-            hint: plan.guest_ip_hint.clone(),
-        })?;
-        w.finish()?;
-    }
+    let samples_written = match writer {
+        Some(w) => {
+            let n = w.samples();
+            let section = HvprofSection {
+                version: crate::recording::SECTION_VERSION,
+                meta: Some(meta.clone()),
+                vms: machines.guests().cloned().collect(),
+                guest_kallsyms: opts.guest_kallsyms.clone(),
+                on_cpu,
+                notes,
+                hidden: plan.guest_ips_hidden.clone(),
+                hint: plan.guest_ip_hint.clone(),
+                active_vm: active_vm_pid,
+                active_samples,
+                guest_views,
+            };
+            w.finish(&section, &proc_root)?;
+            Some(n)
+        }
+        None => None,
+    };
     if let Some(h) = plan.guest_ip_hint {
         agg.set_guest_ip_hint(h);
     }
@@ -254,6 +279,7 @@ pub fn record_live(opts: &RecordOptions, mut live: Option<Live<'_>>) -> Result<R
     Ok(RecordOutcome {
         profile,
         stopped_because,
+        samples_written,
     })
 }
 
@@ -454,6 +480,37 @@ impl LiveState<'_> {
         }
         Ok(())
     }
+}
+
+/// Step 5b (`-o`): the perf.data recording, started with the counters' attr and ids and the
+/// records synthesized from /proc (threads, executable mappings, the kernel map).
+fn start_recording(
+    opts: &RecordOptions,
+    path: &Path,
+    counter: &CounterSpec,
+    c: &Counters,
+    vms: &[Vm],
+    attributor: &Attributor,
+) -> Result<Recorder> {
+    let target = c.fds.first().map_or(Target::Cpu(0), |f| f.target());
+    let attr = crate::counters::counter_attr(counter, target)?;
+    let ids = c.fds.iter().filter_map(|f| f.id().ok()).collect();
+    let proc_root = opts.root.join("proc");
+    let pids: Vec<i32> = vms.iter().map(|v| v.pid).collect();
+    let scope = match opts.scope {
+        Scope::Vms(_) => Some(pids.as_slice()),
+        Scope::SystemWide => None,
+    };
+    let mut synthesized = Vec::new();
+    let kallsyms = attributor.host().kallsyms.as_ref();
+    synth::synthesize(
+        &proc_root,
+        scope,
+        kallsyms,
+        synth::SAMPLE_TYPE,
+        &mut synthesized,
+    );
+    Recorder::create(path, &attr, ids, &counter.event.name, &synthesized)
 }
 
 /// The open counters of a session, their readers and the channel they feed.

@@ -8,18 +8,22 @@ use hvprof_perf::record::{Record, RecordDecoder};
 use hvprof_perf::Target;
 
 use crate::aggregate::Aggregator;
+use crate::attribute::Attributed;
 use crate::attribute::Attributor;
 use crate::collect::Batch;
 use crate::error::Result;
 use crate::model::VmId;
-use crate::recording::{self, Entry};
+use crate::recording::Recorder;
+use crate::report::GuestView;
 
-/// The aggregator side of a session: attributes each record and routes it to the aggregator,
-/// the recording, or (active mode, guest-tagged samples of the VM) the merge with the guest.
+/// The consuming side of a session. Live (no `-o`): decodes, attributes and aggregates each
+/// record. Recording (`-o`): writes each drain's bytes to the perf.data file as they are and
+/// only counts (attribution happens at report time). Either way, active mode's guest-tagged
+/// samples of the VM are held back for the merge with the guest.
 pub(super) struct Sink {
     pub(super) attributor: Attributor,
     pub(super) agg: Aggregator,
-    pub(super) writer: Option<recording::Writer>,
+    pub(super) writer: Option<Recorder>,
     pub(super) hung_up: HashSet<Target>,
     pub(super) notes: Vec<String>,
     /// Active mode: the VM whose guest-tagged samples are held back (with their vCPU index)
@@ -27,6 +31,9 @@ pub(super) struct Sink {
     pub(super) active_vm: Option<VmId>,
     pub(super) host_tagged: Vec<(hvprof_perf::Sample, u32)>,
     pub(super) ring_notes: usize,
+    /// Active mode: the merged guest samples and the guest's view (for the recording).
+    pub(super) active_samples: Vec<Attributed>,
+    pub(super) guest_views: Vec<(i32, GuestView)>,
 }
 
 /// Notes kept from ring errors and corrupt data; past this, they are counted.
@@ -43,13 +50,6 @@ impl Sink {
             self.notes.push(format!(
                 "more ring errors after the first {MAX_RING_NOTES} were counted, not listed"
             ));
-        }
-    }
-
-    pub(super) fn write(&mut self, e: &Entry) -> Result<()> {
-        match self.writer.as_mut() {
-            Some(w) => w.write(e),
-            None => Ok(()),
         }
     }
 
@@ -71,8 +71,12 @@ impl Sink {
                 return Ok(());
             }
         };
+        let recording = self.writer.is_some();
+        if let Some(w) = self.writer.as_mut() {
+            w.write(&bytes)?;
+        }
         for r in RecordDecoder::new(abi::HVPROF_SAMPLE_TYPE).records(&bytes) {
-            let entry = match r {
+            match r {
                 Record::Sample(rec) => {
                     let s = rec.sample;
                     if let (Some(vm), true) = (self.active_vm, s.cpumode.is_guest()) {
@@ -85,22 +89,17 @@ impl Sink {
                             continue;
                         }
                     }
-                    let a = self.attributor.attribute(&s);
-                    self.agg.add(&a);
-                    Some(Entry::Sample(a))
+                    if !recording {
+                        let a = self.attributor.attribute(&s);
+                        self.agg.add(&a);
+                    }
                 }
                 Record::Lost { lost, .. } | Record::LostSamples { lost, .. } => {
-                    let tid = owner_tid(target);
-                    self.agg.add_lost(tid, lost);
-                    Some(Entry::Lost { tid, n: lost })
+                    self.agg.add_lost(owner_tid(target), lost);
                 }
                 Record::Throttle {
                     throttled: true, ..
-                } => {
-                    let tid = owner_tid(target);
-                    self.agg.add_throttle(tid);
-                    Some(Entry::Throttle { tid })
-                }
+                } => self.agg.add_throttle(owner_tid(target)),
                 Record::Corrupt {
                     offset,
                     skipped,
@@ -109,12 +108,8 @@ impl Sink {
                     self.ring_note(format!(
                         "{target}: {skipped} bytes of corrupt ring data at offset {offset} skipped ({reason})"
                     ));
-                    None
                 }
-                _ => None,
-            };
-            if let Some(e) = entry {
-                self.write(&e)?;
+                _ => {}
             }
         }
         Ok(())
@@ -132,7 +127,9 @@ impl Sink {
         if in_class_table {
             for (a, _) in &out.attributed {
                 self.agg.add(a);
-                self.write(&Entry::Sample(a.clone()))?;
+                if self.writer.is_some() {
+                    self.active_samples.push(a.clone());
+                }
             }
         } else {
             self.notes.push(format!(
@@ -148,10 +145,7 @@ impl Sink {
             samples: out.attributed.len() as u64,
             in_class_table,
         };
-        self.write(&Entry::GuestView {
-            vm,
-            view: Box::new(view.clone()),
-        })?;
+        self.guest_views.push((vm, view.clone()));
         self.agg.set_guest_view(VmId::Vmm(vm), view);
         Ok(())
     }

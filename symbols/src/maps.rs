@@ -134,6 +134,47 @@ impl MapEntry {
 }
 
 impl ProcMaps {
+    /// A table from mappings learnt elsewhere (perf's MMAP/MMAP2 records): later entries that
+    /// overlap earlier ones replace them, as a new `mmap(2)` over an old range does.
+    pub fn from_entries(entries: impl IntoIterator<Item = MapEntry>) -> Self {
+        let mut m = ProcMaps::default();
+        for e in entries {
+            m.insert(e);
+        }
+        m
+    }
+
+    /// Adds a mapping, replacing the parts of older ones it overlaps, keeping the table sorted.
+    pub fn insert(&mut self, e: MapEntry) {
+        if e.start >= e.end {
+            return;
+        }
+        let mut kept = Vec::with_capacity(self.entries.len() + 2);
+        for old in self.entries.drain(..) {
+            if old.end <= e.start || old.start >= e.end {
+                kept.push(old);
+                continue;
+            }
+            if old.start < e.start {
+                kept.push(MapEntry {
+                    end: e.start,
+                    ..old.clone()
+                });
+            }
+            if old.end > e.end {
+                let cut = e.end - old.start;
+                kept.push(MapEntry {
+                    start: e.end,
+                    offset: old.offset.saturating_add(cut),
+                    ..old
+                });
+            }
+        }
+        let at = kept.partition_point(|m| m.start < e.start);
+        kept.insert(at, e);
+        self.entries = kept;
+    }
+
     /// Parses the text of `/proc/PID/maps` (format in the [module docs](self)).
     ///
     /// Empty text gives an empty table (a zombie or kernel thread has no mappings).
@@ -337,6 +378,38 @@ fn parse_line(line: &[u8]) -> std::result::Result<MapEntry, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn insert_replaces_what_a_new_mapping_covers() {
+        let e = |start, end, offset, name: &str| MapEntry {
+            start,
+            end,
+            perms: Perms::default(),
+            offset,
+            dev: (0, 0),
+            inode: 0,
+            path: MapPath::Pseudo(name.into()),
+        };
+        let mut m = ProcMaps::from_entries([e(0x1000, 0x5000, 0, "a"), e(0x8000, 0x9000, 0, "c")]);
+        m.insert(e(0x2000, 0x3000, 0, "b"));
+        let got: Vec<_> = m
+            .iter()
+            .map(|x| (x.start, x.end, x.offset, x.path.clone()))
+            .collect();
+        let p = |n: &str| MapPath::Pseudo(n.into());
+        assert_eq!(
+            got,
+            vec![
+                (0x1000, 0x2000, 0, p("a")),
+                (0x2000, 0x3000, 0, p("b")),
+                (0x3000, 0x5000, 0x2000, p("a")),
+                (0x8000, 0x9000, 0, p("c")),
+            ]
+        );
+        assert_eq!(m.find(0x3500).map(|x| x.offset), Some(0x2000));
+        m.insert(e(0x5000, 0x5000, 0, "empty"));
+        assert_eq!(m.len(), 4);
+    }
+
     use super::*;
 
     const FIXTURE: &str = "\

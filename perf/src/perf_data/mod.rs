@@ -17,7 +17,7 @@ mod write;
 
 pub use feature::{Feature, FeatureWriter};
 pub use read::{AttrInfo, PerfData};
-pub use write::PerfDataWriter;
+pub use write::{attr_to_bytes, PerfDataWriter};
 
 /// `PERFILE2` as a little-endian u64: the magic of a native-endian perf.data file.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"PERFILE2");

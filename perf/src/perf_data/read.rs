@@ -47,11 +47,15 @@ pub struct PerfData {
 }
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_ne_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+    Some(u64::from_ne_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_ne_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 impl PerfData {
@@ -82,33 +86,60 @@ impl PerfData {
         if bytes.len() < HEADER_SIZE {
             return Err(bad(
                 bytes.len(),
-                format!("the file is {} bytes, shorter than the {HEADER_SIZE}-byte header", bytes.len()),
+                format!(
+                    "the file is {} bytes, shorter than the {HEADER_SIZE}-byte header",
+                    bytes.len()
+                ),
             ));
         }
         let h = |i: usize| u64_at(&bytes, i * 8).unwrap_or(0);
         match h(0) {
             MAGIC => {}
             m if m == MAGIC.swap_bytes() => {
-                return Err(bad(0, "a big-endian perf.data file (only native-endian files are read)".into()))
+                return Err(bad(
+                    0,
+                    "a big-endian perf.data file (only native-endian files are read)".into(),
+                ))
             }
-            m if m.to_le_bytes() == *b"PERFFILE" => {
-                return Err(bad(0, "a version 1 perf.data file (PERFFILE); record it again with a perf of this decade".into()))
+            m if m.to_le_bytes() == *b"PERFFILE" => return Err(bad(
+                0,
+                "a version 1 perf.data file (PERFFILE); record it again with a perf of this decade"
+                    .into(),
+            )),
+            _ => {
+                return Err(bad(
+                    0,
+                    "wrong magic: not a perf.data file (expected PERFILE2)".into(),
+                ))
             }
-            _ => return Err(bad(0, "wrong magic: not a perf.data file (expected PERFILE2)".into())),
         }
         if h(1) == 16 {
-            return Err(bad(8, "a pipe-mode perf.data stream (perf record -o -); write it to a file".into()));
+            return Err(bad(
+                8,
+                "a pipe-mode perf.data stream (perf record -o -); write it to a file".into(),
+            ));
         }
         if h(1) != HEADER_SIZE as u64 {
-            return Err(bad(8, format!("header size {} (expected {HEADER_SIZE})", h(1))));
+            return Err(bad(
+                8,
+                format!("header size {} (expected {HEADER_SIZE})", h(1)),
+            ));
         }
         let file_len = bytes.len() as u64;
-        let (attr_size, attrs_off, attrs_size, data_off, data_size) = (h(2), h(3), h(4), h(5), h(6));
+        let (attr_size, attrs_off, attrs_size, data_off, data_size) =
+            (h(2), h(3), h(4), h(5), h(6));
         let min_attr = abi::PERF_ATTR_SIZE_VER0 as u64 + 16;
         if attr_size < min_attr || attr_size > 4096 {
-            return Err(bad(16, format!("attr size {attr_size} is not a perf_file_attr size ({min_attr}..=4096)")));
+            return Err(bad(
+                16,
+                format!("attr size {attr_size} is not a perf_file_attr size ({min_attr}..=4096)"),
+            ));
         }
-        if attrs_size % attr_size != 0 || attrs_off.checked_add(attrs_size).is_none_or(|e| e > file_len) {
+        if attrs_size % attr_size != 0
+            || attrs_off
+                .checked_add(attrs_size)
+                .is_none_or(|e| e > file_len)
+        {
             return Err(bad(
                 24,
                 format!("attr section [{attrs_off}, +{attrs_size}) does not hold whole {attr_size}-byte attrs inside the {file_len}-byte file"),
@@ -117,7 +148,9 @@ impl PerfData {
         let mut attrs = Vec::new();
         for i in 0..(attrs_size / attr_size) as usize {
             let at = attrs_off as usize + i * attr_size as usize;
-            attrs.push(read_attr(&bytes, at, attr_size as usize, file_len).map_err(|(o, r)| bad(o, r))?);
+            attrs.push(
+                read_attr(&bytes, at, attr_size as usize, file_len).map_err(|(o, r)| bad(o, r))?,
+            );
         }
         if attrs.is_empty() {
             return Err(bad(24, "no attr: the file describes no event".into()));
@@ -162,7 +195,9 @@ impl PerfData {
         let len = self.bytes.len() as u64;
         for (i, bit) in bits.into_iter().enumerate() {
             let entry = at as usize + 16 * i;
-            let (Some(off), Some(size)) = (u64_at(&self.bytes, entry), u64_at(&self.bytes, entry + 8)) else {
+            let (Some(off), Some(size)) =
+                (u64_at(&self.bytes, entry), u64_at(&self.bytes, entry + 8))
+            else {
                 self.notes.push(format!(
                     "{}: feature section table cut at byte {entry}; features from {} on ignored",
                     self.path.display(),
@@ -278,27 +313,55 @@ impl PerfData {
 }
 
 /// One `perf_file_attr` at `at`: the attr (its own `size`, ≤ the slot) and its ids section.
-fn read_attr(b: &[u8], at: usize, slot: usize, file_len: u64) -> std::result::Result<AttrInfo, (usize, String)> {
+fn read_attr(
+    b: &[u8],
+    at: usize,
+    slot: usize,
+    file_len: u64,
+) -> std::result::Result<AttrInfo, (usize, String)> {
     let size = u32_at(b, at + 4).unwrap_or(0) as usize;
-    let attr_len = if size == 0 { abi::PERF_ATTR_SIZE_VER0 as usize } else { size };
+    let attr_len = if size == 0 {
+        abi::PERF_ATTR_SIZE_VER0 as usize
+    } else {
+        size
+    };
     if attr_len < abi::PERF_ATTR_SIZE_VER0 as usize || attr_len + 16 > slot {
-        return Err((at + 4, format!("attr size {size} does not fit the file's {slot}-byte attr slots")));
+        return Err((
+            at + 4,
+            format!("attr size {size} does not fit the file's {slot}-byte attr slots"),
+        ));
     }
     let mut attr = perf_event_attr::default();
     let n = attr_len.min(std::mem::size_of::<perf_event_attr>());
-    let src = b.get(at..at + n).ok_or((at, "attr cut short".to_string()))?;
+    let src = b
+        .get(at..at + n)
+        .ok_or((at, "attr cut short".to_string()))?;
     // SAFETY: `attr` is a plain repr(C) struct of integers; any byte pattern is a valid value,
     // and we write at most its size (`n ≤ size_of`) from a slice of that length.
     unsafe {
-        std::ptr::copy_nonoverlapping(src.as_ptr(), &mut attr as *mut perf_event_attr as *mut u8, n);
+        std::ptr::copy_nonoverlapping(
+            src.as_ptr(),
+            &mut attr as *mut perf_event_attr as *mut u8,
+            n,
+        );
     }
     let ids_at = at + slot - 16;
-    let (ids_off, ids_size) = (u64_at(b, ids_at).unwrap_or(0), u64_at(b, ids_at + 8).unwrap_or(0));
+    let (ids_off, ids_size) = (
+        u64_at(b, ids_at).unwrap_or(0),
+        u64_at(b, ids_at + 8).unwrap_or(0),
+    );
     if ids_size % 8 != 0 || ids_off.checked_add(ids_size).is_none_or(|e| e > file_len) {
-        return Err((ids_at, format!("ids section [{ids_off}, +{ids_size}) is not whole u64s inside the file")));
+        return Err((
+            ids_at,
+            format!("ids section [{ids_off}, +{ids_size}) is not whole u64s inside the file"),
+        ));
     }
     let ids = (0..ids_size as usize / 8)
         .filter_map(|k| u64_at(b, ids_off as usize + 8 * k))
         .collect();
-    Ok(AttrInfo { attr, ids, name: None })
+    Ok(AttrInfo {
+        attr,
+        ids,
+        name: None,
+    })
 }

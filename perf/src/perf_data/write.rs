@@ -25,6 +25,7 @@ pub struct PerfDataWriter {
     attr_size: u64,
     data_offset: u64,
     data_size: u64,
+    events: Vec<(perf_event_attr, Vec<u64>, String)>,
 }
 
 fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Error + 'p {
@@ -33,6 +34,29 @@ fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Er
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// `PERF_ATTR_SIZE_VER7` (128): the attr size files are written with when the fields after it
+/// are zero. perf refuses attrs larger than its own (perf 6.1 knows 128 bytes), so a file meant
+/// for the field's tools says no more than it needs.
+pub const FILE_ATTR_SIZE: usize = 128;
+
+/// The size an attr is written with: [`FILE_ATTR_SIZE`] when the bytes after it are zero.
+fn file_attr_size(attr: &perf_event_attr) -> usize {
+    let b = attr_bytes(attr);
+    if b.len() > FILE_ATTR_SIZE && b[FILE_ATTR_SIZE..].iter().all(|&x| x == 0) {
+        FILE_ATTR_SIZE
+    } else {
+        b.len()
+    }
+}
+
+/// The bytes of an attr as a file holds them, with its `size` field set to their number.
+pub fn attr_to_bytes(attr: &perf_event_attr) -> Vec<u8> {
+    let n = file_attr_size(attr);
+    let mut a = *attr;
+    a.size = n as u32;
+    attr_bytes(&a)[..n].to_vec()
 }
 
 /// The bytes of an attr (`attr.size` of them, its own layout).
@@ -61,12 +85,17 @@ impl PerfDataWriter {
             id_sections.push((at, ids.len() as u64 * 8));
             at += ids.len() as u64 * 8;
         }
-        let attr_size = std::mem::size_of::<perf_event_attr>() as u64 + 16;
+        let slot = attrs
+            .iter()
+            .map(|(a, _, _)| file_attr_size(a))
+            .max()
+            .unwrap_or(FILE_ATTR_SIZE);
+        let attr_size = slot as u64 + 16;
         let attrs_section = (at, attr_size * attrs.len() as u64);
         for ((attr, _, _), (off, size)) in attrs.iter().zip(&id_sections) {
-            let mut a = *attr;
-            a.size = std::mem::size_of::<perf_event_attr>() as u32;
-            head.extend_from_slice(attr_bytes(&a));
+            let at = head.len();
+            head.extend_from_slice(&attr_to_bytes(attr));
+            head.resize(at + slot, 0);
             head.extend_from_slice(&off.to_ne_bytes());
             head.extend_from_slice(&size.to_ne_bytes());
         }
@@ -77,6 +106,7 @@ impl PerfDataWriter {
             attr_size,
             data_offset: attrs_section.0 + attrs_section.1,
             data_size: 0,
+            events: attrs.to_vec(),
         };
         // A header with an empty data section until `finish`: an unfinished file is still a
         // perf.data file whose records a reader can find after the attrs.
@@ -84,6 +114,23 @@ impl PerfDataWriter {
         w.out.write_all(&header).map_err(io("write", path))?;
         w.out.write_all(&head).map_err(io("write", path))?;
         Ok(w)
+    }
+
+    /// `HEADER_EVENT_DESC` (header.c `write_event_desc`): `u32 nr, attr_size`; per event its
+    /// attr, `u32 nr_ids`, its name as a `perf_header_string`, its ids.
+    fn event_desc(&self) -> Vec<u8> {
+        let mut f = super::FeatureWriter::new();
+        let slot = (self.attr_size - 16) as usize;
+        f.u32(self.events.len() as u32).u32(slot as u32);
+        for (attr, ids, name) in &self.events {
+            let mut b = attr_to_bytes(attr);
+            b.resize(slot, 0);
+            f.bytes(&b).u32(ids.len() as u32).string(name);
+            for id in ids {
+                f.u64(*id);
+            }
+        }
+        f.finish()
     }
 
     fn header(&self, bitmap: [u64; FEAT_BITS / 64]) -> Vec<u8> {
@@ -128,26 +175,40 @@ impl PerfDataWriter {
     /// # Errors
     /// [`Error::Io`].
     pub fn finish(mut self, mut features: Vec<(Feature, Vec<u8>)>) -> Result<()> {
+        if !features.iter().any(|(f, _)| *f == Feature::EVENT_DESC) {
+            features.push((Feature::EVENT_DESC, self.event_desc()));
+        }
         features.retain(|(f, _)| (f.0 as usize) < FEAT_BITS);
         features.sort_by_key(|(f, _)| *f);
         features.dedup_by_key(|(f, _)| *f);
         let table_at = self.data_offset + self.data_size;
         let mut at = table_at + 16 * features.len() as u64;
         let mut bitmap = [0u64; FEAT_BITS / 64];
-        let w = |out: &mut BufWriter<File>, b: &[u8], p: &Path| out.write_all(b).map_err(io("write", p));
+        let w = |out: &mut BufWriter<File>, b: &[u8], p: &Path| {
+            out.write_all(b).map_err(io("write", p))
+        };
         for (f, payload) in &features {
             bitmap[f.0 as usize / 64] |= 1 << (f.0 % 64);
             w(&mut self.out, &at.to_ne_bytes(), &self.path)?;
-            w(&mut self.out, &(payload.len() as u64).to_ne_bytes(), &self.path)?;
+            w(
+                &mut self.out,
+                &(payload.len() as u64).to_ne_bytes(),
+                &self.path,
+            )?;
             at += payload.len() as u64;
         }
         for (_, payload) in &features {
             w(&mut self.out, payload, &self.path)?;
         }
         let h = self.header(bitmap);
-        self.out.seek(SeekFrom::Start(0)).map_err(io("seek", &self.path))?;
+        self.out
+            .seek(SeekFrom::Start(0))
+            .map_err(io("seek", &self.path))?;
         w(&mut self.out, &h, &self.path)?;
         self.out.flush().map_err(io("write", &self.path))?;
-        self.out.get_ref().sync_data().map_err(io("sync", &self.path))
+        self.out
+            .get_ref()
+            .sync_data()
+            .map_err(io("sync", &self.path))
     }
 }

@@ -254,7 +254,7 @@ pub fn comm(out: &mut Vec<u8>, pid: u32, tid: u32, name: &str, exec: bool, time:
     HV.sideband(out, abi::RECORD_COMM, misc, &f, pid, tid, time, cpu);
 }
 
-/// A PERF_RECORD_MMAP2 (device/inode form) with trailer.
+/// A PERF_RECORD_MMAP2 (device/inode form) with trailer (device 8:1, inode 1234, MAP_PRIVATE).
 #[allow(clippy::too_many_arguments)]
 pub fn mmap2(
     out: &mut Vec<u8>,
@@ -268,22 +268,87 @@ pub fn mmap2(
     filename: &str,
     time: u64,
 ) {
-    let mut f = Vec::new();
-    u32s(&mut f, &[pid, tid]);
-    u64s(&mut f, &[addr, len, pgoff]);
-    u32s(&mut f, &[8, 1]);
-    u64s(&mut f, &[1234, 0]);
-    u32s(&mut f, &[prot, 2]);
-    f.extend_from_slice(filename.as_bytes());
-    f.push(0);
-    HV.sideband(
-        out,
-        abi::RECORD_MMAP2,
-        cpumode.to_misc(),
-        &f,
+    let m = MmapParts {
         pid,
         tid,
-        time,
-        0,
-    );
+        addr,
+        len,
+        pgoff,
+        dev: (8, 1),
+        ino: 1234,
+        prot,
+        flags: 2,
+        filename,
+    };
+    HV.mmap2(out, cpumode, &m, time);
+}
+
+/// The fields of an MMAP/MMAP2 record an [`Encoder`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct MmapParts<'a> {
+    /// Process id (`u32::MAX`, i.e. -1, for the kernel).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Start address.
+    pub addr: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// File offset of `addr`.
+    pub pgoff: u64,
+    /// Device (major, minor) of the file (MMAP2 only).
+    pub dev: (u32, u32),
+    /// Inode (MMAP2 only).
+    pub ino: u64,
+    /// `PROT_*` (MMAP2 only).
+    pub prot: u32,
+    /// `MAP_*` (MMAP2 only).
+    pub flags: u32,
+    /// The path or pseudo-name.
+    pub filename: &'a str,
+}
+
+impl Encoder {
+    /// Appends a PERF_RECORD_MMAP2 (device/inode form) with the trailer.
+    pub fn mmap2(&self, out: &mut Vec<u8>, cpumode: CpuMode, m: &MmapParts<'_>, time: u64) {
+        let mut f = Vec::with_capacity(72 + m.filename.len());
+        u32s(&mut f, &[m.pid, m.tid]);
+        u64s(&mut f, &[m.addr, m.len, m.pgoff]);
+        u32s(&mut f, &[m.dev.0, m.dev.1]);
+        u64s(&mut f, &[m.ino, 0]);
+        u32s(&mut f, &[m.prot, m.flags]);
+        f.extend_from_slice(m.filename.as_bytes());
+        f.push(0);
+        let misc = cpumode.to_misc();
+        self.sideband(out, abi::RECORD_MMAP2, misc, &f, m.pid, m.tid, time, 0);
+    }
+
+    /// Appends a PERF_RECORD_MMAP (the form perf uses for the kernel map,
+    /// `[kernel.kallsyms]_text`) with the trailer.
+    pub fn mmap(&self, out: &mut Vec<u8>, cpumode: CpuMode, m: &MmapParts<'_>, time: u64) {
+        let mut f = Vec::with_capacity(40 + m.filename.len());
+        u32s(&mut f, &[m.pid, m.tid]);
+        u64s(&mut f, &[m.addr, m.len, m.pgoff]);
+        f.extend_from_slice(m.filename.as_bytes());
+        f.push(0);
+        let misc = cpumode.to_misc();
+        self.sideband(out, abi::RECORD_MMAP, misc, &f, m.pid, m.tid, time, 0);
+    }
+
+    /// Appends a PERF_RECORD_COMM with the trailer.
+    pub fn comm(&self, out: &mut Vec<u8>, pid: u32, tid: u32, name: &str, time: u64) {
+        let mut f = Vec::with_capacity(8 + name.len() + 1);
+        u32s(&mut f, &[pid, tid]);
+        f.extend_from_slice(name.as_bytes());
+        f.push(0);
+        self.sideband(out, abi::RECORD_COMM, 0, &f, pid, tid, time, 0);
+    }
+
+    /// Appends a PERF_RECORD_FORK (`tid` of process `pid`, created by `ptid`) with the trailer.
+    pub fn fork(&self, out: &mut Vec<u8>, pid: u32, tid: u32, ptid: u32, time: u64) {
+        let mut f = Vec::with_capacity(24);
+        u32s(&mut f, &[pid, pid, tid, ptid]);
+        u64s(&mut f, &[time]);
+        self.sideband(out, abi::RECORD_FORK, 0, &f, pid, tid, time, 0);
+    }
 }
