@@ -126,7 +126,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<()> {
     if let Some(p) = &a.output {
         eprintln!(
             "hvprof: {} samples written to {}",
-            out.profile.total_samples,
+            out.samples_written.unwrap_or(out.profile.total_samples),
             p.display()
         );
         return Ok(());
