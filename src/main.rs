@@ -1,4 +1,5 @@
-//! The `hvprof` command line: `demo`, `testvm`, `vms`, `record`, `report`, `detect`, `stat`.
+//! The `hvprof` command line: `demo`, `testvm`, `vms`, `record`, `report`, `detect`, `stat`,
+//! `top`.
 //!
 //! This file only parses (clap derive) and dispatches; each subcommand lives in its own module
 //! under `cli/`. The binary is the only user of `anyhow`: it turns library errors into
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{demo, detect, hint, record, report, signal, stat, testvm, vms};
+use cli::{demo, detect, hint, record, report, signal, stat, testvm, top, vms};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +41,8 @@ enum Cmd {
     Detect(detect::DetectArgs),
     /// The hypervisor's own costs: VM exits by reason with latency, steal time, hypercalls.
     Stat(stat::StatArgs),
+    /// A live view of every VM's CPU: classes, vCPUs, top symbols, VM exits and steal, refreshed every -d seconds.
+    Top(top::TopArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Cmd::Report(a) => report::run(a),
         Cmd::Detect(a) => detect::run(a),
         Cmd::Stat(a) => stat::run(a),
+        Cmd::Top(a) => top::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,4 +20,5 @@ pub mod report;
 pub mod signal;
 pub mod stat;
 pub mod testvm;
+pub mod top;
 pub mod vms;

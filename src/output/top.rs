@@ -518,8 +518,7 @@ pub fn column_shares(classes: &[ClassRow]) -> [f64; COLUMNS.len()] {
         out[i] = classes
             .iter()
             .filter(|c| members.contains(&c.class))
-            .map(|c| c.percent)
-            .sum();
+            .fold(0.0, |sum, c| sum + c.percent);
     }
     out
 }
@@ -548,7 +547,7 @@ pub fn header_line(f: &TopFrame) -> String {
 /// `SAMP%` (share of the samples) otherwise.
 pub fn column_header(cpu_measured: bool) -> String {
     let mut s = format!(
-        "{:>8} {:<22} {:<7} {:>6} {:>7}",
+        "{:>8} {:<28} {:<7} {:>6} {:>7}",
         "PID",
         "VM / vCPU",
         "STATE",
@@ -572,10 +571,14 @@ fn figures(
 ) -> String {
     let mut s = format!("{:>6.1} {:>7}", cpu.unwrap_or(share), samples);
     for v in column_shares(classes) {
-        let _ = write!(s, " {v:>6.1}");
+        if v > 0.0 {
+            let _ = write!(s, " {v:>6.1}");
+        } else {
+            let _ = write!(s, " {:>6}", "-");
+        }
     }
     if let Some(t) = top {
-        let _ = write!(s, "  {} [{}]", t.symbol.display_name(), t.symbol.dso);
+        let _ = write!(s, "  {} {}", t.symbol.display_name(), t.symbol.dso);
     }
     s
 }
@@ -592,9 +595,9 @@ pub fn vm_line(v: &TopVm) -> String {
         VmState::Gone => "gone",
     };
     format!(
-        "{:>8} {:<22} {:<7} {}",
+        "{:>8} {:<28} {:<7} {}",
         v.pid,
-        cut(&format!("{} ({} vCPUs)", v.name, v.vcpu_count), 22),
+        cut(&format!("{} ({} vCPUs)", v.name, v.vcpu_count), 28),
         state,
         figures(
             v.cpu_percent,
@@ -610,13 +613,13 @@ pub fn vm_line(v: &TopVm) -> String {
 pub fn thread_line(t: &TopThread) -> String {
     let who = match t.vcpu {
         Some(i) => format!("vCPU {i} tid {}", t.tid),
-        None if t.tid >= 0 => format!("{} {}", t.tid, t.name),
+        None if t.tid >= 0 => format!("tid {} {}", t.tid, t.name),
         None => t.name.clone(),
     };
     format!(
-        "{:>8}   {:<20} {:<7} {}",
+        "{:>8}   {:<26} {:<7} {}",
         "",
-        cut(&who, 20),
+        cut(&who, 26),
         "",
         figures(
             t.cpu_percent,
@@ -631,7 +634,7 @@ pub fn thread_line(t: &TopThread) -> String {
 /// One symbol's row under a VM or thread: percent, samples, class, name, object.
 pub fn symbol_line(r: &SymbolRow) -> String {
     format!(
-        "{:>11}{:>6.1}% {:>7}  {:<17} {} [{}]",
+        "{:>11}{:>6.1}% {:>7}  {:<17} {} {}",
         "",
         r.percent,
         r.samples,
@@ -892,7 +895,7 @@ mod tests {
         let text = render_text(&f2, 5);
         assert!(text.contains("      10 vm10 (2 vCPUs)"), "{text}");
         assert!(text.contains("vCPU 1 tid 12"), "{text}");
-        assert!(text.contains("hot_b [[guest]]"), "{text}");
+        assert!(text.contains("hot_b [guest]"), "{text}");
         assert!(text.contains("exits: no stat interval"), "{text}");
         let json: serde_json::Value = serde_json::from_str(&render_json(&f2)).unwrap();
         assert_eq!(json["frame"], 2);
