@@ -140,7 +140,7 @@ fn main() {
     let wall = t0.elapsed().as_secs_f64();
     let total_cpu = children_cpu_s() - before;
     drop(vms);
-    println!("hvprof top, batch mode, {n} frames of 1 s (exit status {status})");
+    println!("hvprof top, batch mode, {n} frames of 1 s ({status})");
     println!(
         "watching {seen_vms} test VMs, {seen_vcpus} vCPUs, cpu-clock at 1000 Hz per vCPU, on {} host CPUs",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -149,11 +149,12 @@ fn main() {
         (Some((t1, Some(c1))), Some((t2, Some(c2)))) if t2 > t1 => {
             let secs = (t2 - t1).as_secs_f64();
             println!(
-                "top CPU: {:.2}% of one core (steady state: {:.3} s CPU over {:.1} s between the first and last frame, {:.0} samples/s processed)",
+                "top CPU: {:.2}% of one core (steady state: {:.3} s CPU over {:.1} s between the first and last frame, {:.0} samples/s processed, {:.1} µs of top's CPU per sample)",
                 (c2 - c1) * 100.0 / secs,
                 c2 - c1,
                 secs,
-                samples as f64 / secs
+                samples as f64 / secs,
+                (c2 - c1) * 1e6 / (samples.max(1) as f64)
             );
         }
         _ => println!("top CPU: steady state not measured (fewer than 2 frames)"),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian packages the hvprof test guest needs (for .ci/run and
-# new machines). Idempotent: installs only what is missing; runs apt-get
+# Install the Debian packages the hvprof test guest and the tests need (for
+# .ci/run and new machines). Idempotent: installs only what is missing; runs apt-get
 # update only when an install fails without it. Needs root.
 #   guest-image/ci-deps.sh            guest packages + linux-perf
 #   guest-image/ci-deps.sh --no-perf  guest packages only
@@ -11,7 +11,7 @@ GI_PROG=ci-deps.sh
 # shellcheck source=guest-image/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-pkgs=("${GI_PACKAGES[@]}")
+pkgs=("${GI_PACKAGES[@]}" tmux) # tmux: tests/e2e_top.rs drives hvprof top in a pane
 case "${1:-}" in
 --no-perf) ;;
 "") pkgs+=(linux-perf) ;; # perf: check-shares.sh, the workload self-check
