@@ -94,7 +94,7 @@ pub(crate) enum Msg {
 /// watched VM gone).
 ///
 /// # Errors
-/// Bad flags (event name, `-n` without `-b`), a terminal that cannot be set up, and every
+/// Bad flags (event name, `-n` without `-b`), no terminal or one that cannot be set up, and every
 /// error of [`session::record_live`] (no such VM, counters that cannot be opened).
 pub fn run(a: TopArgs) -> anyhow::Result<()> {
     if a.iterations.is_some() && !a.batch {
@@ -102,6 +102,9 @@ pub fn run(a: TopArgs) -> anyhow::Result<()> {
     }
     if a.format == TopFormat::Json && !a.batch {
         bail!("--format json is for batch mode: use it with -b");
+    }
+    if !a.batch && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        bail!("stdout is not a terminal: use -b for batch mode");
     }
     let every = Duration::from_secs_f64(a.delay.max(0.1));
     let mut feed = Feed::start(&a, every)?;

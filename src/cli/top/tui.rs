@@ -7,10 +7,10 @@
 //! SIGTERM (the process token), an error (the guard's `Drop`) and a panic (a hook).
 
 use std::collections::HashSet;
-use std::io::{IsTerminal, Stdout};
+use std::io::Stdout;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
 use ratatui::backend::CrosstermBackend;
@@ -36,11 +36,8 @@ const AUTO_EXPAND: usize = 4;
 /// Runs the UI until `q`, Ctrl-C, a signal or a failed session.
 ///
 /// # Errors
-/// stdout is not a terminal, or the terminal cannot be set up or drawn.
+/// The terminal cannot be set up, read or drawn.
 pub(super) fn run(feed: &mut Feed) -> anyhow::Result<()> {
-    if !std::io::stdout().is_terminal() {
-        bail!("stdout is not a terminal: use -b for batch mode");
-    }
     let mut term = Term::enter()?;
     let mut view = View::default();
     let mut dirty = true;
@@ -273,6 +270,7 @@ impl View {
                     self.filter = std::mem::take(text);
                     self.editing = None;
                     self.selected = 0;
+                    self.selected_key = None;
                 }
                 KeyCode::Esc => self.editing = None,
                 KeyCode::Backspace => {
@@ -283,8 +281,19 @@ impl View {
             }
             return Action::Stay;
         }
+        self.follow_key();
         let rows = self.rows();
         let here = rows.get(self.selected).map(|r| r.0);
+        let moves = matches!(
+            k.code,
+            KeyCode::Up
+                | KeyCode::Down
+                | KeyCode::PageUp
+                | KeyCode::PageDown
+                | KeyCode::Home
+                | KeyCode::End
+                | KeyCode::Char('j' | 'k')
+        );
         match k.code {
             KeyCode::Char('q') => return Action::Quit,
             KeyCode::Up | KeyCode::Char('k') => self.selected = self.selected.saturating_sub(1),
@@ -332,9 +341,14 @@ impl View {
             KeyCode::Char('e') => self.hide_exits = !self.hide_exits,
             _ => {}
         }
-        let rows = self.rows();
-        self.selected = self.selected.min(rows.len().saturating_sub(1));
-        self.selected_key = rows.get(self.selected).map(|r| r.0);
+        if moves {
+            let rows = self.rows();
+            self.selected = self.selected.min(rows.len().saturating_sub(1));
+            self.selected_key = rows.get(self.selected).map(|r| r.0);
+        } else {
+            // Sorting, filtering, opening and closing keep the selected VM or thread.
+            self.follow_key();
+        }
         Action::Stay
     }
 
@@ -375,7 +389,9 @@ impl View {
             f.render_widget(Paragraph::new(exits).block(block), pane);
         }
         let foot_text = match &self.editing {
-            Some(t) => format!("filter (VM name or symbol; Enter applies, empty clears, Esc cancels): {t}_"),
+            Some(t) => format!(
+                "filter (VM name or symbol; Enter applies, empty clears, Esc cancels): {t}_"
+            ),
             None => {
                 "↑↓ move  Enter/→ expand  ← collapse  s sort  / filter  p pause  e exits  q quit"
                     .to_string()
@@ -458,4 +474,170 @@ fn matches(v: &TopVm, needle: &str) -> bool {
             .chain(&v.other_threads)
             .flat_map(|t| &t.top_symbols)
             .any(|s| has(&s.symbol.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hvprof::attribute::{Class, Symbol};
+    use hvprof::counters::Rate;
+    use hvprof::output::top::TopThread;
+    use hvprof::report::SymbolRow;
+
+    fn sym(name: &str) -> SymbolRow {
+        SymbolRow {
+            class: Class::GuestUser,
+            symbol: Symbol::named(name, "[guest.user]"),
+            samples: 10,
+            percent: 100.0,
+        }
+    }
+
+    fn vcpu(tid: i32, index: u32, top: &str) -> TopThread {
+        TopThread {
+            tid,
+            vcpu: Some(index),
+            name: format!("vcpu{index}"),
+            cpu_percent: Some(50.0),
+            share: 25.0,
+            samples: 10,
+            classes: Vec::new(),
+            top_symbols: vec![sym(top)],
+            steal: None,
+            exits_per_s: None,
+        }
+    }
+
+    fn vm(pid: i32, name: &str, cpu: f64, top: &str) -> TopVm {
+        TopVm {
+            pid,
+            name: name.into(),
+            state: VmState::Running,
+            vcpu_count: 1,
+            cpu_percent: Some(cpu),
+            share: 50.0,
+            samples: 20,
+            lost: 0,
+            classes: Vec::new(),
+            top_symbols: vec![sym(top)],
+            vcpus: vec![vcpu(pid + 1, 0, top)],
+            other_threads: Vec::new(),
+            exits: None,
+        }
+    }
+
+    fn frame(vms: Vec<TopVm>) -> TopFrame {
+        TopFrame {
+            frame: 1,
+            time_s: 1.0,
+            interval_s: 1.0,
+            event: "cpu-clock".into(),
+            rate: Rate::Frequency(1000),
+            mode: "threads".into(),
+            cpu_measured: true,
+            samples: 40,
+            lost: 0,
+            vms,
+            host_other: None,
+            exit_source: None,
+            stat_interval: None,
+            notes: Vec::new(),
+        }
+    }
+
+    fn press(v: &mut View, code: KeyCode) -> Action {
+        v.key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    fn typed(v: &mut View, s: &str) {
+        for c in s.chars() {
+            press(v, KeyCode::Char(c));
+        }
+    }
+
+    fn keys(v: &View) -> Vec<Key> {
+        v.rows().into_iter().map(|r| r.0).collect()
+    }
+
+    #[test]
+    fn rows_drill_down_sort_and_filter() {
+        let mut v = View::default();
+        v.set_frame(frame(vec![
+            vm(10, "small", 5.0, "idle"),
+            vm(20, "big", 90.0, "spin"),
+        ]));
+        // Few VMs: opened when they first appear, most CPU first.
+        assert_eq!(
+            keys(&v)
+                .into_iter()
+                .filter(|k| *k != Key::Other)
+                .collect::<Vec<_>>(),
+            [
+                Key::Vm(20),
+                Key::Thread(20, 21),
+                Key::Vm(10),
+                Key::Thread(10, 11)
+            ]
+        );
+        // ← on a VM closes it; Enter on its vCPU opens the vCPU's symbols.
+        press(&mut v, KeyCode::Left);
+        assert_eq!(keys(&v)[..2], [Key::Vm(20), Key::Vm(10)]);
+        press(&mut v, KeyCode::Down);
+        press(&mut v, KeyCode::Down);
+        press(&mut v, KeyCode::Enter);
+        assert_eq!(
+            v.rows()[2],
+            (Key::Thread(10, 11), thread_line(&vcpu(11, 0, "idle")))
+        );
+        assert_eq!(v.rows()[3].0, Key::Other);
+        assert!(v.rows()[3].1.contains("idle"));
+        // `s`: cpu → samples → name.
+        press(&mut v, KeyCode::Char('s'));
+        press(&mut v, KeyCode::Char('s'));
+        assert_eq!(v.sort, Sort::Name);
+        assert_eq!(keys(&v)[0], Key::Vm(20), "big < small");
+        // The selection follows its row when the rows move (`s` → pid: VM 10 first).
+        assert_eq!(v.selected_key, Some(Key::Thread(10, 11)));
+        press(&mut v, KeyCode::Char('s'));
+        assert_eq!(v.sort, Sort::Pid);
+        v.follow_key();
+        assert_eq!(v.selected, 1);
+        assert_eq!(keys(&v)[..2], [Key::Vm(10), Key::Thread(10, 11)]);
+        // `/` filters by symbol or name; an empty filter clears.
+        press(&mut v, KeyCode::Char('/'));
+        typed(&mut v, "SPIN");
+        press(&mut v, KeyCode::Enter);
+        assert_eq!(v.filter, "SPIN");
+        assert!(keys(&v).iter().all(|k| !matches!(k, Key::Vm(10))));
+        assert!(keys(&v).contains(&Key::Vm(20)));
+        press(&mut v, KeyCode::Char('/'));
+        press(&mut v, KeyCode::Enter);
+        assert_eq!(
+            keys(&v).iter().filter(|k| matches!(k, Key::Vm(_))).count(),
+            2
+        );
+        // Keys typed into the filter are not commands.
+        press(&mut v, KeyCode::Char('/'));
+        assert_eq!(press(&mut v, KeyCode::Char('q')), Action::Stay);
+        press(&mut v, KeyCode::Esc);
+        assert_eq!(press(&mut v, KeyCode::Char('q')), Action::Quit);
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(v.key(ctrl_c), Action::Quit);
+    }
+
+    #[test]
+    fn pause_holds_frames_and_e_toggles_the_exits_pane() {
+        let mut v = View::default();
+        v.set_frame(frame(vec![vm(10, "a", 5.0, "f")]));
+        press(&mut v, KeyCode::Char('p'));
+        let mut next = frame(vec![vm(10, "a", 7.0, "g")]);
+        next.frame = 2;
+        v.set_frame(next);
+        assert_eq!(v.frame.as_ref().map(|f| f.frame), Some(1), "paused");
+        press(&mut v, KeyCode::Char('p'));
+        assert_eq!(v.frame.as_ref().map(|f| f.frame), Some(2), "resumed");
+        assert!(!v.exits_lines().is_empty());
+        press(&mut v, KeyCode::Char('e'));
+        assert!(v.hide_exits);
+    }
 }
