@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use super::model::GuestContext;
-use crate::aggregate::{class_rows, pct, symbol_rows, Counts};
+use crate::aggregate::{class_rows, pct, symbol_rows, Counts, SymbolTable};
 use crate::attribute::Attributed;
 use crate::report::guest::GuestProcessReport;
 
@@ -41,6 +41,7 @@ pub fn guest_process_reports(
     top: usize,
 ) -> Vec<GuestProcessReport> {
     let mut by_pid: HashMap<Option<u32>, Acc> = HashMap::new();
+    let mut symbols = SymbolTable::default();
     let mut total = 0u64;
     for (a, c) in items {
         if a.sample.pid != vm_pid {
@@ -48,7 +49,8 @@ pub fn guest_process_reports(
         }
         total += 1;
         let acc = by_pid.entry(c.guest_pid).or_default();
-        acc.counts.add(a);
+        let sym = symbols.intern(&a.symbol);
+        acc.counts.add(a.class, a.landing, sym, a.sample.period);
         *acc.comms.entry(c.process.clone()).or_default() += 1;
         if let Some(t) = c.guest_tid {
             let e = acc.threads.entry(t).or_default();
@@ -78,7 +80,7 @@ pub fn guest_process_reports(
                 percent: pct(acc.counts.samples, total),
                 threads,
                 classes: class_rows(&acc.counts, false),
-                top_symbols: symbol_rows(&acc.counts, false, top),
+                top_symbols: symbol_rows(&acc.counts, &symbols, false, top),
             }
         })
         .collect();

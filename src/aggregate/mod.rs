@@ -8,7 +8,10 @@
 //! (`hvprof top`) can take one every refresh while samples keep coming.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use crate::attribute::{Attributed, Class, Symbol};
 use crate::counters::Rate;
@@ -18,11 +21,48 @@ use crate::report::{
     SCHEMA_VERSION,
 };
 
-/// Samples and periods of one (class, landing) bucket, per symbol.
-type SymbolCounts = HashMap<Symbol, (u64, u64)>;
+/// An interned [`Symbol`]: its index in the aggregator's [`SymbolTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SymId(u32);
 
-/// Samples, period, losses and per-(class, landing) symbol counts of one bucket (a thread, a VM,
-/// a guest process).
+/// Every distinct symbol seen, each stored once; samples refer to them by [`SymId`], so the
+/// per-sample path hashes a small integer key, never a string.
+#[derive(Debug, Default, Clone)]
+pub struct SymbolTable {
+    syms: Vec<Symbol>,
+    index: FxHashMap<Symbol, SymId>,
+}
+
+impl SymbolTable {
+    /// The id of `sym`, adding it on first sight.
+    pub fn intern(&mut self, sym: &Symbol) -> SymId {
+        if let Some(&id) = self.index.get(sym) {
+            return id;
+        }
+        let id = SymId(self.syms.len() as u32);
+        self.syms.push(sym.clone());
+        self.index.insert(sym.clone(), id);
+        id
+    }
+
+    /// The symbol of `id`.
+    pub fn get(&self, id: SymId) -> &Symbol {
+        &self.syms[id.0 as usize]
+    }
+
+    /// Distinct symbols.
+    pub fn len(&self) -> usize {
+        self.syms.len()
+    }
+
+    /// True before the first symbol.
+    pub fn is_empty(&self) -> bool {
+        self.syms.is_empty()
+    }
+}
+
+/// Samples, period, losses and per-(class, landing, symbol) counts of one bucket (a thread, a
+/// VM, a guest process).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Counts {
     /// The process of the first sample (places a thread unknown to the machines in its VM).
@@ -31,24 +71,19 @@ pub(crate) struct Counts {
     pub(crate) period: u64,
     lost: u64,
     throttled: u64,
-    /// (class, landing) → symbol → (samples, period). Two levels so that adding a sample
-    /// whose symbol is already known allocates nothing.
-    by_symbol: HashMap<(Class, bool), SymbolCounts>,
+    /// (class, landing, symbol) → (samples, period).
+    by_symbol: FxHashMap<(Class, bool, SymId), (u64, u64)>,
 }
 
 impl Counts {
-    /// Adds one sample.
-    pub(crate) fn add(&mut self, a: &Attributed) {
+    /// Adds one sample of `period` events.
+    pub(crate) fn add(&mut self, class: Class, landing: bool, sym: SymId, period: u64) {
         // Saturating: periods and counts may come from a recording, which is untrusted input.
         self.samples = self.samples.saturating_add(1);
-        self.period = self.period.saturating_add(a.sample.period);
-        let syms = self.by_symbol.entry((a.class, a.landing)).or_default();
-        let e = match syms.get_mut(&a.symbol) {
-            Some(e) => e,
-            None => syms.entry(a.symbol.clone()).or_default(),
-        };
+        self.period = self.period.saturating_add(period);
+        let e = self.by_symbol.entry((class, landing, sym)).or_default();
         e.0 = e.0.saturating_add(1);
-        e.1 = e.1.saturating_add(a.sample.period);
+        e.1 = e.1.saturating_add(period);
     }
 
     fn merge(&mut self, o: &Counts) {
@@ -56,30 +91,24 @@ impl Counts {
         self.period = self.period.saturating_add(o.period);
         self.lost = self.lost.saturating_add(o.lost);
         self.throttled = self.throttled.saturating_add(o.throttled);
-        for (k, syms) in &o.by_symbol {
-            let mine = self.by_symbol.entry(*k).or_default();
-            for (sym, (n, p)) in syms {
-                let e = mine.entry(sym.clone()).or_default();
-                e.0 = e.0.saturating_add(*n);
-                e.1 = e.1.saturating_add(*p);
-            }
+        for (k, (n, p)) in &o.by_symbol {
+            let e = self.by_symbol.entry(*k).or_default();
+            e.0 = e.0.saturating_add(*n);
+            e.1 = e.1.saturating_add(*p);
         }
     }
 
     /// Whether any sample of class `class` was counted.
     fn has_class(&self, class: Class) -> bool {
-        self.by_symbol
-            .iter()
-            .any(|((c, _), syms)| *c == class && !syms.is_empty())
+        self.by_symbol.keys().any(|(c, _, _)| *c == class)
     }
 
     /// Every (effective class, symbol, samples, period) with the hidden-guest policy applied.
-    fn rows(&self, hide: bool) -> impl Iterator<Item = (Class, &Symbol, u64, u64)> {
+    fn rows(&self, hide: bool) -> impl Iterator<Item = (Class, SymId, u64, u64)> + '_ {
         self.by_symbol
             .iter()
-            .flat_map(move |((class, landing), syms)| {
-                let cl = class.effective(*landing, hide);
-                syms.iter().map(move |(sym, (n, p))| (cl, sym, *n, *p))
+            .map(move |((class, landing, sym), (n, p))| {
+                (class.effective(*landing, hide), *sym, *n, *p)
             })
     }
 }
@@ -88,7 +117,9 @@ impl Counts {
 #[derive(Debug, Default)]
 pub struct Aggregator {
     machines: Arc<Machines>,
-    threads: HashMap<i32, Counts>,
+    id: u64,
+    symbols: SymbolTable,
+    threads: FxHashMap<i32, Counts>,
     on_cpu: HashMap<i32, u64>,
     tagged: u64,
     landing: u64,
@@ -101,8 +132,10 @@ pub struct Aggregator {
 impl Aggregator {
     /// An empty aggregator over `machines` (the VMs and threads samples are grouped by).
     pub fn new(machines: Arc<Machines>) -> Aggregator {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
         Aggregator {
             machines,
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
             ..Aggregator::default()
         }
     }
@@ -128,15 +161,38 @@ impl Aggregator {
 
     /// Adds one attributed sample to its thread.
     pub fn add(&mut self, a: &Attributed) {
-        if a.sample.cpumode.is_guest() {
+        let sym = self.symbols.intern(&a.symbol);
+        self.add_interned(&a.sample, a.class, a.landing, sym);
+    }
+
+    /// Adds one sample whose symbol is already interned in this aggregator
+    /// ([`Aggregator::intern`]): the per-sample fast path, no string hashed or allocated.
+    pub fn add_interned(
+        &mut self,
+        s: &hvprof_perf::Sample,
+        class: Class,
+        landing: bool,
+        sym: SymId,
+    ) {
+        if s.cpumode.is_guest() {
             self.tagged = self.tagged.saturating_add(1);
         }
-        if a.landing {
+        if landing {
             self.landing = self.landing.saturating_add(1);
         }
-        let c = self.threads.entry(a.sample.tid).or_default();
-        c.pid.get_or_insert(a.sample.pid);
-        c.add(a);
+        let c = self.threads.entry(s.tid).or_default();
+        c.pid.get_or_insert(s.pid);
+        c.add(class, landing, sym, s.period);
+    }
+
+    /// The id of `sym` in this aggregator's symbol table.
+    pub fn intern(&mut self, sym: &Symbol) -> SymId {
+        self.symbols.intern(sym)
+    }
+
+    /// A number that identifies this aggregator (its [`SymId`]s mean nothing to another).
+    pub fn identity(&self) -> u64 {
+        self.id
     }
 
     /// Adds `n` records lost by thread `tid`'s ring (`tid < 0`: a per-CPU ring, whose losses
@@ -246,7 +302,7 @@ impl Aggregator {
                 lost: c.lost,
                 throttled: c.throttled,
                 classes: class_rows(c, hide),
-                top_symbols: symbol_rows(c, hide, top),
+                top_symbols: symbol_rows(c, &self.symbols, hide, top),
             }
         };
         // Group threads by VM once (sorted by tid for stable output).
@@ -312,7 +368,7 @@ impl Aggregator {
                 lost: total.lost,
                 throttled: total.throttled,
                 classes: class_rows(&total, hide),
-                top_symbols: symbol_rows(&total, hide, top),
+                top_symbols: symbol_rows(&total, &self.symbols, hide, top),
                 vcpus,
                 other_threads: others,
                 guest: self.guest_views.get(&vm.id).cloned(),
@@ -379,8 +435,13 @@ pub(crate) fn class_rows(c: &Counts, hide: bool) -> Vec<ClassRow> {
 }
 
 /// The `top` symbol rows of `c`, most samples first.
-pub(crate) fn symbol_rows(c: &Counts, hide: bool, top: usize) -> Vec<SymbolRow> {
-    let mut merged: HashMap<(Class, &Symbol), u64> = HashMap::new();
+pub(crate) fn symbol_rows(
+    c: &Counts,
+    table: &SymbolTable,
+    hide: bool,
+    top: usize,
+) -> Vec<SymbolRow> {
+    let mut merged: HashMap<(Class, SymId), u64> = HashMap::new();
     for (class, sym, n, _) in c.rows(hide) {
         let e = merged.entry((class, sym)).or_default();
         *e = e.saturating_add(n);
@@ -389,7 +450,7 @@ pub(crate) fn symbol_rows(c: &Counts, hide: bool, top: usize) -> Vec<SymbolRow> 
         .into_iter()
         .map(|((class, sym), n)| SymbolRow {
             class,
-            symbol: sym.clone(),
+            symbol: table.get(sym).clone(),
             samples: n,
             percent: pct(n, c.samples),
         })

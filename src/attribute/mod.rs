@@ -41,6 +41,9 @@ pub use guest::{guest_dso, guest_symbol};
 pub use host::HostSymbols;
 pub use kvm::{is_kvm_symbol, GUEST_LANDING_SYMBOLS, KVM_MODULES};
 
+use rustc_hash::FxHashMap;
+
+use crate::aggregate::{Aggregator, SymId};
 use crate::model::{Address, HostVa, MachineRef, Machines};
 
 /// Attributes samples; owns the host-side caches (ELF files, process maps) and reads the
@@ -55,7 +58,14 @@ pub struct Attributor {
     maps_read_at: HashMap<i32, std::time::Instant>,
     user_cache: HashMap<(i32, u64), (Symbol, bool)>,
     recorded_maps: bool,
+    /// [`Attributor::attribute_into`]'s cache: (tid, ip, cpumode) → what the sample counts
+    /// as, with its symbol interned in the aggregator `fast_for`.
+    fast: FxHashMap<(i32, u64, u8), (Class, bool, SymId)>,
+    fast_for: u64,
 }
+
+/// Entries of [`Attributor::attribute_into`]'s cache before it is cleared.
+const FAST_CACHE_MAX: usize = 1 << 20;
 
 /// Entries of the per-(pid, ip) VMM symbol cache before it is cleared.
 const USER_CACHE_MAX: usize = 1 << 20;
@@ -72,12 +82,15 @@ impl Attributor {
             maps_read_at: HashMap::new(),
             user_cache: HashMap::new(),
             recorded_maps: false,
+            fast: FxHashMap::default(),
+            fast_for: 0,
         }
     }
 
     /// Replaces the machines (VMs that started or exited during a live run).
     pub fn set_machines(&mut self, machines: Arc<Machines>) {
         self.machines = machines;
+        self.fast.clear();
     }
 
     /// The machines samples are attributed to.
@@ -94,6 +107,7 @@ impl Attributor {
     /// A mapping of process `pid` (from an MMAP/MMAP2 record): replaces what it overlaps.
     pub fn add_mapping(&mut self, pid: i32, e: hvprof_symbols::MapEntry) {
         self.maps.entry(pid).or_default().insert(e);
+        self.fast.clear();
         if !self.user_cache.is_empty() {
             self.user_cache.retain(|(p, _), _| *p != pid);
         }
@@ -110,6 +124,30 @@ impl Attributor {
     /// The host kernel symbols, if loaded.
     pub fn host(&self) -> &HostSymbols {
         &self.host
+    }
+
+    /// Attributes one sample and adds it to `agg`: the per-sample path of a session and of a
+    /// report. A (thread, IP, cpumode) seen before costs one hash lookup; the first sight goes
+    /// through [`Attributor::attribute`]. Unresolved IPs are not cached (a mapping may appear).
+    pub fn attribute_into(&mut self, s: &Sample, agg: &mut Aggregator) {
+        if self.fast_for != agg.identity() {
+            self.fast.clear();
+            self.fast_for = agg.identity();
+        }
+        let key = (s.tid, s.ip, s.cpumode as u8);
+        if let Some(&(class, landing, sym)) = self.fast.get(&key) {
+            agg.add_interned(s, class, landing, sym);
+            return;
+        }
+        let a = self.attribute(s);
+        let sym = agg.intern(&a.symbol);
+        if a.symbol.addr.is_none() {
+            if self.fast.len() >= FAST_CACHE_MAX {
+                self.fast.clear();
+            }
+            self.fast.insert(key, (a.class, a.landing, sym));
+        }
+        agg.add_interned(s, a.class, a.landing, sym);
     }
 
     /// Attributes one sample: its machine, then its class and symbol.

@@ -122,7 +122,7 @@ pub fn replay(path: &Path, guest_kallsyms: Vec<(Option<i32>, Kallsyms)>) -> Resu
                     off += size;
                     continue;
                 }
-                agg.add(&attributor.attribute(&s));
+                attributor.attribute_into(&s, &mut agg);
             }
             Record::Mmap(m) => {
                 if let Some(e) = map_entry(&m) {

@@ -90,8 +90,7 @@ impl Sink {
                         }
                     }
                     if !recording {
-                        let a = self.attributor.attribute(&s);
-                        self.agg.add(&a);
+                        self.attributor.attribute_into(&s, &mut self.agg);
                     }
                 }
                 Record::Lost { lost, .. } | Record::LostSamples { lost, .. } => {

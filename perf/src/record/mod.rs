@@ -273,13 +273,30 @@ impl RecordDecoder {
     }
 
     /// Decodes every record in `bytes`, calling `f` for each, in order.
+    #[inline]
     pub fn decode<'a>(&self, bytes: &'a [u8], mut f: impl FnMut(Record<'a>)) {
-        for r in self.records(bytes) {
-            f(r)
+        self.for_each(bytes, |r, _| f(r));
+    }
+
+    /// Decodes every record in `bytes`, calling `f` with each and its byte offset in `bytes`,
+    /// in order: the per-sample path (no iterator state, the record built in place).
+    #[inline]
+    pub fn for_each<'a>(&self, bytes: &'a [u8], mut f: impl FnMut(Record<'a>, usize)) {
+        let mut off = 0usize;
+        while let Some(rest) = bytes.get(off..) {
+            let Some((mut rec, size)) = self.decode_one(rest) else {
+                return;
+            };
+            if let Record::Corrupt { offset, .. } = &mut rec {
+                *offset += off;
+            }
+            f(rec, off);
+            off += size;
         }
     }
 
     /// An iterator over the records in `bytes`.
+    #[inline]
     pub fn records<'d, 'a>(&'d self, bytes: &'a [u8]) -> Records<'d, 'a> {
         Records {
             decoder: self,
@@ -290,6 +307,7 @@ impl RecordDecoder {
 
     /// Decodes the one record that starts at the beginning of `bytes`, with its size in bytes;
     /// `None` when `bytes` is empty.
+    #[inline]
     pub fn decode_one<'a>(&self, bytes: &'a [u8]) -> Option<(Record<'a>, usize)> {
         if bytes.is_empty() {
             return None;
@@ -321,6 +339,7 @@ impl RecordDecoder {
         Some((rec, size))
     }
 
+    #[inline]
     fn decode_body<'a>(&self, kind: u32, misc: u16, body: &'a [u8]) -> Option<Record<'a>> {
         if kind == abi::RECORD_SAMPLE {
             return sample::decode(self, misc, body).map(Record::Sample);
@@ -333,6 +352,7 @@ impl RecordDecoder {
     }
 
     /// Splits a non-sample record body into its fields and its parsed `sample_id` trailer.
+    #[inline]
     fn split_trailer<'a>(&self, body: &'a [u8]) -> Option<(&'a [u8], SampleId)> {
         let at = body.len().checked_sub(self.trailer_len)?;
         let (fields, trailer) = body.split_at(at);
@@ -377,6 +397,7 @@ pub struct Records<'d, 'a> {
 impl<'a> Iterator for Records<'_, 'a> {
     type Item = Record<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Record<'a>> {
         let rest = self.bytes.get(self.off..)?;
         let (mut rec, size) = self.decoder.decode_one(rest)?;
@@ -407,19 +428,23 @@ impl<'a> Cursor<'a> {
     pub(crate) fn new(b: &'a [u8]) -> Self {
         Cursor { b, at: 0 }
     }
+    #[inline]
     pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let s = self.b.get(self.at..self.at.checked_add(n)?)?;
         self.at += n;
         Some(s)
     }
+    #[inline]
     pub(crate) fn u64(&mut self) -> Option<u64> {
         self.take(8)
             .map(|s| u64::from_ne_bytes(s.try_into().unwrap_or([0; 8])))
     }
+    #[inline]
     pub(crate) fn u32(&mut self) -> Option<u32> {
         self.take(4)
             .map(|s| u32::from_ne_bytes(s.try_into().unwrap_or([0; 4])))
     }
+    #[inline]
     pub(crate) fn u16(&mut self) -> Option<u16> {
         self.take(2)
             .map(|s| u16::from_ne_bytes(s.try_into().unwrap_or([0; 2])))

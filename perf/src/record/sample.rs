@@ -165,6 +165,7 @@ fn counted<'a>(c: &mut Cursor<'a>, unit: usize) -> Option<&'a [u8]> {
     c.take(nr.checked_mul(unit)?)
 }
 
+#[inline]
 pub(super) fn decode<'a>(d: &RecordDecoder, misc: u16, body: &'a [u8]) -> Option<SampleRecord<'a>> {
     let st = d.sample_type;
     let mut c = Cursor::new(body);
