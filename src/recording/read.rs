@@ -24,6 +24,9 @@ use crate::error::Result;
 use crate::model::{GuestMachine, Machines, Thread, Vcpu, VmId};
 use crate::report::Meta;
 
+/// Corrupt records listed one by one in the notes; past this they are counted.
+const MAX_CORRUPT_NOTES: usize = 20;
+
 /// A recording read into an [`Aggregator`].
 #[derive(Debug)]
 pub struct Replay {
@@ -101,12 +104,11 @@ pub fn replay(path: &Path, guest_kallsyms: Vec<(Option<i32>, Kallsyms)>) -> Resu
     let mut agg = Aggregator::new(Arc::clone(&machines));
     let active_vm = section.as_ref().and_then(|s| s.active_vm);
     let (mut first_ns, mut last_ns) = (None, 0u64);
-    let data = pd.data();
-    let mut off = 0usize;
-    while let Some(rest) = data.get(off..).filter(|r| !r.is_empty()) {
-        let Some((rec, size)) = decoders[pd.attr_of(rest)].decode_one(rest) else {
-            break;
-        };
+    let mut corrupt = 0usize;
+    // A per-CPU recording's losses belong to no thread (the kernel stamps the running task).
+    let per_cpu = pd.attrs()[0].attr.task() == 0;
+    let loss_tid = |tid: Option<i32>| if per_cpu { -1 } else { tid.unwrap_or(-1) };
+    walk(&pd, &decoders, |rec, off| {
         match rec {
             Record::Sample(r) => {
                 let s = r.sample;
@@ -119,8 +121,7 @@ pub fn replay(path: &Path, guest_kallsyms: Vec<(Option<i32>, Kallsyms)>) -> Resu
                         .thread(s.tid)
                         .is_some_and(|(_, t)| t.is_some_and(|t| t.vcpu.is_some()))
                 {
-                    off += size;
-                    continue;
+                    return;
                 }
                 attributor.attribute_into(&s, &mut agg);
             }
@@ -130,28 +131,33 @@ pub fn replay(path: &Path, guest_kallsyms: Vec<(Option<i32>, Kallsyms)>) -> Resu
                 }
             }
             Record::Lost { lost, sid } | Record::LostSamples { lost, sid } => {
-                agg.add_lost(sid.tid.unwrap_or(-1), lost)
+                agg.add_lost(loss_tid(sid.tid), lost)
             }
             Record::Throttle {
                 throttled: true,
                 sid,
                 ..
-            } => agg.add_throttle(sid.tid.unwrap_or(-1)),
+            } => agg.add_throttle(loss_tid(sid.tid)),
             Record::Corrupt {
                 skipped, reason, ..
             } => {
-                notes.push(format!(
-                    "{}: corrupt record at byte {} ({reason}); {skipped} bytes skipped",
-                    path.display(),
-                    pd.data_offset() + off as u64
-                ));
-                if skipped >= rest.len() {
-                    break;
+                corrupt += 1;
+                if corrupt <= MAX_CORRUPT_NOTES {
+                    notes.push(format!(
+                        "{}: corrupt record at byte {} ({reason}); {skipped} bytes skipped",
+                        path.display(),
+                        pd.data_offset() + off as u64
+                    ));
                 }
             }
             _ => {}
         }
-        off += size;
+    });
+    if corrupt > MAX_CORRUPT_NOTES {
+        notes.push(format!(
+            "{}: {corrupt} corrupt records in all (the first {MAX_CORRUPT_NOTES} are listed)",
+            path.display()
+        ));
     }
     let from_hvprof = section.is_some();
     let s = section.unwrap_or_default();
@@ -259,28 +265,38 @@ fn map_entry(m: &Mmap<'_>) -> Option<MapEntry> {
     })
 }
 
-/// VMs of a file perf wrote: processes whose threads carry vCPU names or guest-tagged samples.
-fn rebuild_machines(pd: &PerfData, decoders: &[RecordDecoder], machines: &mut Machines) {
-    let mut comms: BTreeMap<i32, BTreeMap<i32, String>> = BTreeMap::new();
-    let mut guest_pids = HashSet::new();
+/// Calls `f` with every record of the data section and its offset in the section, in file
+/// order, each decoded with its attr's layout; ends after a record whose size cannot be trusted
+/// (the rest of the section).
+fn walk<'a>(pd: &'a PerfData, decoders: &[RecordDecoder], mut f: impl FnMut(Record<'a>, usize)) {
     let data = pd.data();
     let mut off = 0usize;
     while let Some(rest) = data.get(off..).filter(|r| !r.is_empty()) {
         let Some((rec, size)) = decoders[pd.attr_of(rest)].decode_one(rest) else {
-            break;
+            return;
         };
-        match rec {
-            Record::Comm { pid, tid, comm, .. } if pid > 0 => {
-                comms.entry(pid).or_default().insert(tid, comm.into_owned());
-            }
-            Record::Sample(r) if r.sample.cpumode.is_guest() && r.sample.pid > 0 => {
-                guest_pids.insert(r.sample.pid);
-            }
-            Record::Corrupt { skipped, .. } if skipped >= rest.len() => break,
-            _ => {}
+        let last = matches!(rec, Record::Corrupt { skipped, .. } if skipped >= rest.len());
+        f(rec, off);
+        if last {
+            return;
         }
         off += size;
     }
+}
+
+/// VMs of a file perf wrote: processes whose threads carry vCPU names or guest-tagged samples.
+fn rebuild_machines(pd: &PerfData, decoders: &[RecordDecoder], machines: &mut Machines) {
+    let mut comms: BTreeMap<i32, BTreeMap<i32, String>> = BTreeMap::new();
+    let mut guest_pids = HashSet::new();
+    walk(pd, decoders, |rec, _| match rec {
+        Record::Comm { pid, tid, comm, .. } if pid > 0 => {
+            comms.entry(pid).or_default().insert(tid, comm.into_owned());
+        }
+        Record::Sample(r) if r.sample.cpumode.is_guest() && r.sample.pid > 0 => {
+            guest_pids.insert(r.sample.pid);
+        }
+        _ => {}
+    });
     for pid in guest_pids.iter().copied() {
         comms.entry(pid).or_default();
     }
