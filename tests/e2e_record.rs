@@ -9,9 +9,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hvprof::attribute::Class;
@@ -19,55 +18,7 @@ use hvprof::report::{Profile, ThreadReport};
 
 use common::assert_thread_samples;
 use common::on_cpu::OnCpuWindow;
-
-const HVPROF: &str = env!("CARGO_BIN_EXE_hvprof");
-
-fn prerequisites() -> bool {
-    let ok = Path::new("/dev/kvm").exists() && nix::unistd::geteuid().is_root();
-    if !ok {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!(
-                "CI=true but this machine lacks root or /dev/kvm: the end-to-end tests cannot run"
-            );
-        }
-        eprintln!("skipping: needs root and /dev/kvm");
-    }
-    ok
-}
-
-/// The test VM as a child process, stopped on drop.
-struct Vm {
-    child: Child,
-    pid: i32,
-    kallsyms: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Vm {
-    fn start(extra: &[&str]) -> Vm {
-        let dir = tempfile::tempdir().unwrap();
-        let kallsyms = dir.path().join("testvm.kallsyms");
-        let mut child = Command::new(HVPROF)
-            .args(["testvm", "--vcpus", "2", "--kallsyms"])
-            .arg(&kallsyms)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start hvprof testvm");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.contains("ready"), "test VM did not start: {line:?}");
-        let pid = child.id() as i32;
-        Vm {
-            child,
-            pid,
-            kallsyms,
-            _dir: dir,
-        }
-    }
-}
+use common::vm::{prerequisites, Vm, HVPROF};
 
 impl Vm {
     /// `hvprof record --format json -p PID EXTRA...`, parsed.
@@ -89,16 +40,6 @@ impl Vm {
     fn record(&self, extra: &[&str]) -> std::process::Output {
         let pid = self.pid.to_string();
         hvprof(&[&["record", "-p", pid.as_str(), "-e", "cpu-clock"], extra].concat())
-    }
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
     }
 }
 
@@ -168,7 +109,7 @@ fn check_counts(p: &Profile, hz: u64, outer: &OuterOnCpu) {
 
 #[test]
 fn record_finds_vm_counts_samples_and_names_guest_functions() {
-    if !prerequisites() {
+    if !prerequisites(false) {
         return;
     }
     let vm = Vm::start(&[]);
@@ -216,7 +157,7 @@ fn record_finds_vm_counts_samples_and_names_guest_functions() {
 
 #[test]
 fn excluded_guest_samples_are_inferred_as_guest_time_and_said_so() {
-    if !prerequisites() {
+    if !prerequisites(false) {
         return;
     }
     let vm = Vm::start(&[]);
@@ -269,7 +210,7 @@ fn excluded_guest_samples_are_inferred_as_guest_time_and_said_so() {
 
 #[test]
 fn ring0_guest_shows_hypervisor_emulation_with_host_symbols() {
-    if !prerequisites() {
+    if !prerequisites(false) {
         return;
     }
     let vm = Vm::start(&["--ring0"]);
@@ -299,7 +240,7 @@ fn ring0_guest_shows_hypervisor_emulation_with_host_symbols() {
 
 #[test]
 fn system_wide_attributes_vcpu_samples_to_the_vm() {
-    if !prerequisites() {
+    if !prerequisites(false) {
         return;
     }
     let vm = Vm::start(&[]);
@@ -322,7 +263,7 @@ fn system_wide_attributes_vcpu_samples_to_the_vm() {
 
 #[test]
 fn stops_when_the_vm_exits_and_reports_what_it_has() {
-    if !prerequisites() {
+    if !prerequisites(false) {
         return;
     }
     let vm = Vm::start(&["--duration", "1.5"]);
@@ -357,7 +298,7 @@ fn stops_when_the_vm_exits_and_reports_what_it_has() {
 
 #[test]
 fn stops_on_sigint_and_when_the_workload_ends() {
-    if !prerequisites() {
+    if !prerequisites(false) {
         return;
     }
     let vm = Vm::start(&[]);
@@ -401,7 +342,7 @@ fn stops_on_sigint_and_when_the_workload_ends() {
 
 #[test]
 fn recording_round_trip_and_corrupt_recordings() {
-    if !prerequisites() {
+    if !prerequisites(false) {
         return;
     }
     let vm = Vm::start(&[]);
@@ -511,7 +452,7 @@ fn perf_sample_count(data: &Path) -> Option<u64> {
 
 #[test]
 fn perfs_own_recording_is_reported_per_vm_and_vcpu() {
-    if !prerequisites() {
+    if !prerequisites(false) {
         return;
     }
     if Command::new("perf").arg("--version").output().is_err() {
@@ -582,7 +523,7 @@ fn perfs_own_recording_is_reported_per_vm_and_vcpu() {
 
 #[test]
 fn error_messages_are_one_clear_line() {
-    if !prerequisites() {
+    if !prerequisites(false) {
         return;
     }
     // A process that is surely not a VM and that this test may inspect (pid 1 may not be
@@ -689,7 +630,7 @@ fn error_messages_are_one_clear_line() {
 
 #[test]
 fn vms_lists_the_test_vm_with_its_vcpu_threads() {
-    if !prerequisites() {
+    if !prerequisites(false) {
         return;
     }
     let vm = Vm::start(&[]);
@@ -717,7 +658,7 @@ fn vms_lists_the_test_vm_with_its_vcpu_threads() {
 
 #[test]
 fn flame_graph_and_folded_stacks() {
-    if !prerequisites() {
+    if !prerequisites(false) {
         return;
     }
     let vm = Vm::start(&[]);
@@ -755,7 +696,7 @@ fn flame_graph_and_folded_stacks() {
 
 #[test]
 fn small_ring_buffers_lose_nothing_at_4khz() {
-    if !prerequisites() {
+    if !prerequisites(false) {
         return;
     }
     // 4 data pages (16 KiB) fill in ~85 ms at 4 kHz: the reader must be woken at the

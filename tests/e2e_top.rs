@@ -7,64 +7,15 @@
 //! Needs root, /dev/kvm and tmux. Without them each test prints why and passes — except
 //! under `CI=true`, where a missing prerequisite fails, so CI can never pass by skipping.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const HVPROF: &str = env!("CARGO_BIN_EXE_hvprof");
-
-fn prerequisites(need_tmux: bool) -> bool {
-    let tmux = !need_tmux
-        || Command::new("tmux")
-            .arg("-V")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    let ok = Path::new("/dev/kvm").exists() && nix::unistd::geteuid().is_root() && tmux;
-    if !ok {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!(
-                "CI=true but this machine lacks root, /dev/kvm or tmux: the end-to-end tests cannot run"
-            );
-        }
-        eprintln!("skipping: needs root, /dev/kvm and tmux");
-    }
-    ok
-}
-
-/// The test VM (2 vCPUs: vCPU 0 runs hot_loop_a, vCPU 1 hot_loop_b and hot_loop_c) as a
-/// child process, stopped on drop.
-struct Vm {
-    child: Child,
-    pid: i32,
-    kallsyms: PathBuf,
-    _dir: tempfile::TempDir,
-}
+use common::vm::{prerequisites, Vm, HVPROF};
 
 impl Vm {
-    fn start() -> Vm {
-        let dir = tempfile::tempdir().unwrap();
-        let kallsyms = dir.path().join("testvm.kallsyms");
-        let mut child = Command::new(HVPROF)
-            .args(["testvm", "--vcpus", "2", "--kallsyms"])
-            .arg(&kallsyms)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start hvprof testvm");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.contains("ready"), "test VM did not start: {line:?}");
-        let pid = child.id() as i32;
-        Vm {
-            child,
-            pid,
-            kallsyms,
-            _dir: dir,
-        }
-    }
-
     /// `hvprof top -p PID --guest-kallsyms FILE` plus `extra`, as shell words.
     fn top_command(&self, extra: &str) -> String {
         format!(
@@ -72,16 +23,6 @@ impl Vm {
             self.pid,
             self.kallsyms.display()
         )
-    }
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
     }
 }
 
@@ -191,7 +132,7 @@ fn tui_shows_the_vm_its_vcpus_and_hot_function_and_q_restores_the_terminal() {
     if !prerequisites(true) {
         return;
     }
-    let vm = Vm::start();
+    let vm = Vm::start(&[]);
     let t = Tmux::start("q", &vm.top_command("-d 0.5"));
     let pid = vm.pid.to_string();
     let s = t.wait_for(30, "the VM's pid, its vCPUs and hot_loop_a", |s| {
@@ -247,7 +188,7 @@ fn ctrl_c_exits_the_tui_and_restores_the_terminal() {
     if !prerequisites(true) {
         return;
     }
-    let vm = Vm::start();
+    let vm = Vm::start(&[]);
     let t = Tmux::start("ctrlc", &vm.top_command(""));
     let pid = vm.pid.to_string();
     t.wait_for(30, "the VM's row", |s| {
@@ -262,7 +203,7 @@ fn batch_mode_prints_n_frames_that_each_name_the_vm() {
     if !prerequisites(false) {
         return;
     }
-    let vm = Vm::start();
+    let vm = Vm::start(&[]);
     let pid = vm.pid.to_string();
     let k = vm.kallsyms.display().to_string();
     let args = [
@@ -352,7 +293,7 @@ fn batch_mode_ends_cleanly_when_its_vm_is_gone() {
     if !prerequisites(false) {
         return;
     }
-    let vm = Vm::start();
+    let vm = Vm::start(&[]);
     let pid = vm.pid.to_string();
     let mut child = Command::new(HVPROF)
         .args(["top", "-b", "-d", "0.5", "--format", "json", "-p", &pid])

@@ -1,10 +1,11 @@
 //! Helpers shared by the live tests of `tests/`: sample counts are checked against the
 //! measured on-CPU time of the threads sampled, never against `duration × frequency` (see
-//! [`on_cpu`]).
+//! [`on_cpu`]); the built-in test VM of the end-to-end tests is [`vm`].
 
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod on_cpu;
+pub mod vm;
 
 use hvprof::report::ThreadReport;
 
