@@ -32,7 +32,7 @@ pub const FEAT_BITS: usize = 256;
 #[non_exhaustive]
 pub enum Error {
     /// The file could not be opened, mapped, read or written.
-    #[error("{op} {path}")]
+    #[error("cannot {op} {path}")]
     Io {
         /// What was being done (`open`, `write`, ...).
         op: &'static str,
