@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the fuzz targets for SECONDS in all (default 60), shared between them: the protocol
-# decoder (fuzz_targets/decode.rs) and the perf record decoder (fuzz_targets/records.rs).
+# decoder (fuzz_targets/decode.rs), the perf record decoder (fuzz_targets/records.rs) and the
+# perf.data reader (fuzz_targets/perfdata.rs).
 #
 #   fuzz/run.sh 300
 #
@@ -24,7 +25,7 @@ else
 	export RUSTC_BOOTSTRAP=1
 	echo "fuzz/run.sh: no nightly toolchain; using stable with RUSTC_BOOTSTRAP=1" >&2
 fi
-TARGETS=(decode records)
+TARGETS=(decode records perfdata)
 EACH=$((SECS / ${#TARGETS[@]}))
 [ "$EACH" -gt 0 ] || EACH=1
 for t in "${TARGETS[@]}"; do
