@@ -157,7 +157,8 @@ impl PerfData {
         }
         let mut notes = Vec::new();
         let data_off = data_off.min(file_len) as usize;
-        let mut data_end = data_off as u64 + data_size;
+        // Saturating: a hostile size near u64::MAX must not wrap past the start.
+        let mut data_end = (data_off as u64).saturating_add(data_size);
         if data_size == 0 && file_len > data_off as u64 {
             notes.push(format!(
                 "{}: the header records no data size (the recording was not finished): records are read up to the end of the file",
@@ -175,11 +176,11 @@ impl PerfData {
             bytes,
             path: path.to_path_buf(),
             attrs,
-            data: data_off..data_end as usize,
+            data: data_off..(data_end as usize).max(data_off),
             features: BTreeMap::new(),
             notes,
         };
-        pd.read_feature_table(data_off as u64 + data_size);
+        pd.read_feature_table((data_off as u64).saturating_add(data_size));
         pd.name_events();
         Ok(pd)
     }
@@ -194,9 +195,11 @@ impl PerfData {
             .collect();
         let len = self.bytes.len() as u64;
         for (i, bit) in bits.into_iter().enumerate() {
-            let entry = at as usize + 16 * i;
+            let entry = usize::try_from(at)
+                .unwrap_or(usize::MAX)
+                .saturating_add(16 * i);
             let (Some(off), Some(size)) =
-                (u64_at(&self.bytes, entry), u64_at(&self.bytes, entry + 8))
+                (u64_at(&self.bytes, entry), u64_at(&self.bytes, entry.saturating_add(8)))
             else {
                 self.notes.push(format!(
                     "{}: feature section table cut at byte {entry}; features from {} on ignored",

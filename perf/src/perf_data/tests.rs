@@ -144,6 +144,19 @@ fn hostile_files_name_the_byte_or_read_to_the_cut() {
             .count(),
         50
     );
+    // Sizes near u64::MAX (found by fuzzing): no wrap-around, no panic.
+    for size in [u64::MAX, u64::MAX - 100, 1 << 63] {
+        let mut b = good.clone();
+        b[48..56].copy_from_slice(&size.to_ne_bytes());
+        let d = PerfData::parse(b, &p).unwrap();
+        assert!(d.data().len() <= good.len());
+        let _ = d.decoder(0).unwrap().records(d.data()).count();
+        let mut b = good.clone();
+        b[40..48].copy_from_slice(&size.to_ne_bytes());
+        if let Ok(d) = PerfData::parse(b, &p) {
+            let _ = d.decoder(0).unwrap().records(d.data()).count();
+        }
+    }
     // Every prefix and single-byte flip of the whole file: an error or a read, never a panic.
     for n in (0..good.len()).step_by(7) {
         let _ = PerfData::parse(good[..n].to_vec(), &p)
