@@ -24,7 +24,7 @@ pub fn synthesize(
 ) -> usize {
     let enc = Encoder::new(sample_type);
     if let Some(k) = kallsyms {
-        kernel_map(&enc, k, out);
+        kernel_map(&enc, proc_root, k, out);
     }
     let all: Vec<i32>;
     let pids = match pids {
@@ -46,21 +46,24 @@ pub fn synthesize(
 
 /// The kernel's text as `[kernel.kallsyms]_text`: from `_text` (or `_stext`) to the last core
 /// kernel symbol, `pgoff` = `_text` (the relocation reference perf checks against kallsyms).
-fn kernel_map(enc: &Encoder, k: &Kallsyms, out: &mut Vec<u8>) {
-    let core = || k.iter().filter(|s| s.module.is_none());
-    let Some(text) = core()
-        .find(|s| s.name == "_text")
-        .or_else(|| core().find(|s| s.name == "_stext"))
-    else {
+/// `_text` is read from `/proc/kallsyms` itself: a symbol table keeps one name per address, and
+/// `_text` shares its address with other symbols.
+fn kernel_map(enc: &Encoder, proc_root: &Path, k: &Kallsyms, out: &mut Vec<u8>) {
+    let Some(text) = kernel_text(proc_root) else {
         return;
     };
-    let end = core().map(|s| s.addr).max().unwrap_or(text.addr);
+    let end = k
+        .iter()
+        .filter(|s| s.module.is_none())
+        .map(|s| s.addr)
+        .max()
+        .unwrap_or(text);
     let m = MmapParts {
         pid: u32::MAX,
         tid: 0,
-        addr: text.addr,
-        len: end.saturating_sub(text.addr).max(1),
-        pgoff: text.addr,
+        addr: text,
+        len: end.saturating_sub(text).max(1),
+        pgoff: text,
         dev: (0, 0),
         ino: 0,
         prot: 0,
@@ -68,6 +71,20 @@ fn kernel_map(enc: &Encoder, k: &Kallsyms, out: &mut Vec<u8>) {
         filename: "[kernel.kallsyms]_text",
     };
     enc.mmap(out, CpuMode::Kernel, &m, 0);
+}
+
+/// Where `_text` (else `_stext`) is, from `<proc_root>/kallsyms`; `None` when hidden (0s under
+/// `kptr_restrict`) or absent.
+fn kernel_text(proc_root: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(proc_root.join("kallsyms")).ok()?;
+    let find = |name: &str| {
+        text.lines().find_map(|l| {
+            let mut f = l.split_whitespace();
+            let (addr, _, sym) = (f.next()?, f.next()?, f.next()?);
+            (sym == name).then(|| u64::from_str_radix(addr, 16).ok())?
+        })
+    };
+    find("_text").or_else(|| find("_stext")).filter(|&a| a != 0)
 }
 
 /// One process: COMM (+ FORK) per thread, MMAP2 per executable mapping. False when it is gone.
