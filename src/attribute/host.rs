@@ -29,3 +29,48 @@ impl HostSymbols {
         }
     }
 }
+
+/// Host symbols being loaded on another thread (reading /proc/kallsyms costs tens of ms, most of
+/// it in the kernel): start it first, use it when the first host kernel sample needs it.
+#[derive(Debug)]
+pub enum HostSymbolsState {
+    /// Loaded (or given).
+    Ready(HostSymbols),
+    /// Still loading.
+    Loading(std::thread::JoinHandle<HostSymbols>),
+}
+
+impl HostSymbolsState {
+    /// Starts loading `<root>/proc/kallsyms` on a thread (loads it here if no thread starts).
+    pub fn load_in_background(root: &Path) -> HostSymbolsState {
+        let root = root.to_path_buf();
+        let r2 = root.clone();
+        match std::thread::Builder::new()
+            .name("hvprof-kallsyms".into())
+            .spawn(move || HostSymbols::load(&r2))
+        {
+            Ok(h) => HostSymbolsState::Loading(h),
+            Err(_) => HostSymbolsState::Ready(HostSymbols::load(&root)),
+        }
+    }
+
+    /// The symbols, waiting for the load the first time.
+    pub fn get(&mut self) -> &HostSymbols {
+        if let HostSymbolsState::Loading(_) = self {
+            let HostSymbolsState::Loading(h) =
+                std::mem::replace(self, HostSymbolsState::Ready(HostSymbols::default()))
+            else {
+                unreachable!("checked above")
+            };
+            let loaded = h.join().unwrap_or_else(|_| HostSymbols {
+                kallsyms: None,
+                kallsyms_error: Some("the thread loading host kallsyms panicked".into()),
+            });
+            *self = HostSymbolsState::Ready(loaded);
+        }
+        match self {
+            HostSymbolsState::Ready(h) => h,
+            HostSymbolsState::Loading(_) => unreachable!("replaced above"),
+        }
+    }
+}

@@ -38,7 +38,7 @@ use hvprof_symbols::{ProcMaps, Symbolized, Symbolizer};
 
 pub use class::{Attributed, Class, Symbol};
 pub use guest::{guest_dso, guest_symbol};
-pub use host::HostSymbols;
+pub use host::{HostSymbols, HostSymbolsState};
 pub use kvm::{is_kvm_symbol, GUEST_LANDING_SYMBOLS, KVM_MODULES};
 
 use rustc_hash::FxHashMap;
@@ -50,7 +50,7 @@ use crate::model::{Address, HostVa, MachineRef, Machines};
 /// [`Machines`] for everything about VMs.
 #[derive(Debug)]
 pub struct Attributor {
-    host: HostSymbols,
+    host: HostSymbolsState,
     machines: Arc<Machines>,
     maps: HashMap<i32, ProcMaps>,
     symbolizer: Symbolizer,
@@ -73,6 +73,15 @@ const USER_CACHE_MAX: usize = 1 << 20;
 impl Attributor {
     /// An attributor over `machines`, reading process maps under `proc_root` (normally /proc).
     pub fn new(host: HostSymbols, proc_root: &Path, machines: Arc<Machines>) -> Attributor {
+        Attributor::with_host_state(HostSymbolsState::Ready(host), proc_root, machines)
+    }
+
+    /// An attributor whose host symbols may still be loading ([`HostSymbolsState`]).
+    pub fn with_host_state(
+        host: HostSymbolsState,
+        proc_root: &Path,
+        machines: Arc<Machines>,
+    ) -> Attributor {
         Attributor {
             host,
             machines,
@@ -121,9 +130,9 @@ impl Attributor {
         }
     }
 
-    /// The host kernel symbols, if loaded.
-    pub fn host(&self) -> &HostSymbols {
-        &self.host
+    /// The host kernel symbols (waiting for them if they are still loading).
+    pub fn host(&mut self) -> &HostSymbols {
+        self.host.get()
     }
 
     /// Attributes one sample and adds it to `agg`: the per-sample path of a session and of a
@@ -212,10 +221,10 @@ impl Attributor {
 
     /// A host kernel IP: KVM or the rest of the host kernel; `landing` when a vCPU thread's
     /// sample sits in the guest-interrupt path.
-    fn host_kernel(&self, ip: HostVa, vcpu_thread: bool) -> (Class, Symbol, bool) {
-        let Some(k) = &self.host.kallsyms else {
-            let why = self
-                .host
+    fn host_kernel(&mut self, ip: HostVa, vcpu_thread: bool) -> (Class, Symbol, bool) {
+        let host = self.host.get();
+        let Some(k) = &host.kallsyms else {
+            let why = host
                 .kallsyms_error
                 .clone()
                 .unwrap_or_else(|| "no host kallsyms".into());

@@ -17,7 +17,7 @@ use hvprof_symbols::{Kallsyms, MapEntry, MapPath, Perms};
 
 use super::HvprofSection;
 use crate::aggregate::Aggregator;
-use crate::attribute::{Attributor, HostSymbols};
+use crate::attribute::{Attributor, HostSymbolsState};
 use crate::counters::Rate;
 use crate::discover::vcpu_index_from_thread_name;
 use crate::error::Result;
@@ -49,6 +49,9 @@ pub struct Replay {
 /// perf.data; a data section cut short or a corrupt record is reported up to the cut with a
 /// note instead.
 pub fn replay(path: &Path, guest_kallsyms: Vec<(Option<i32>, Kallsyms)>) -> Result<Replay> {
+    // Reading /proc/kallsyms takes tens of ms (most of it in the kernel): overlap it with
+    // reading the file; the first host kernel sample waits for it.
+    let host = HostSymbolsState::load_in_background(Path::new("/"));
     let pd = PerfData::open(path)?;
     let mut notes: Vec<String> = pd.notes().to_vec();
     let section = match pd.feature(Feature::HVPROF) {
@@ -89,7 +92,6 @@ pub fn replay(path: &Path, guest_kallsyms: Vec<(Option<i32>, Kallsyms)>) -> Resu
         }
     }
     let machines = Arc::new(machines);
-    let host = HostSymbols::load(Path::new("/"));
     let recorded_kernel = pd.feature_string(Feature::OSRELEASE).unwrap_or_default();
     let this_kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
@@ -99,7 +101,8 @@ pub fn replay(path: &Path, guest_kallsyms: Vec<(Option<i32>, Kallsyms)>) -> Resu
             "recorded on kernel {recorded_kernel}, reported on {this_kernel}: host kernel symbols may be wrong"
         ));
     }
-    let mut attributor = Attributor::new(host, Path::new("/proc"), Arc::clone(&machines));
+    let mut attributor =
+        Attributor::with_host_state(host, Path::new("/proc"), Arc::clone(&machines));
     attributor.use_recorded_maps();
     let mut agg = Aggregator::new(Arc::clone(&machines));
     let active_vm = section.as_ref().and_then(|s| s.active_vm);

@@ -9,22 +9,22 @@ use std::path::Path;
 use hvprof_perf::abi;
 use hvprof_perf::record::encode::{Encoder, MmapParts};
 use hvprof_perf::CpuMode;
-use hvprof_symbols::{Kallsyms, MapPath, ProcMaps};
+use hvprof_symbols::{MapPath, ProcMaps};
 
 /// Appends the synthesized records of processes `pids` (every process under `proc_root`
-/// when `None`) and of the kernel (from `kallsyms`, when readable) to `out`, with the trailer
+/// when `None`) and, when `kernel`, of the kernel's map (from `<proc_root>/kallsyms`) to `out`, with the trailer
 /// of `sample_type`. Processes that vanish meanwhile are skipped. Returns the number of
 /// processes described.
 pub fn synthesize(
     proc_root: &Path,
     pids: Option<&[i32]>,
-    kallsyms: Option<&Kallsyms>,
+    kernel: bool,
     sample_type: u64,
     out: &mut Vec<u8>,
 ) -> usize {
     let enc = Encoder::new(sample_type);
-    if let Some(k) = kallsyms {
-        kernel_map(&enc, proc_root, k, out);
+    if kernel {
+        kernel_map(&enc, proc_root, out);
     }
     let all: Vec<i32>;
     let pids = match pids {
@@ -45,19 +45,37 @@ pub fn synthesize(
 }
 
 /// The kernel's text as `[kernel.kallsyms]_text`: from `_text` (or `_stext`) to the last core
-/// kernel symbol, `pgoff` = `_text` (the relocation reference perf checks against kallsyms).
-/// `_text` is read from `/proc/kallsyms` itself: a symbol table keeps one name per address, and
-/// `_text` shares its address with other symbols.
-fn kernel_map(enc: &Encoder, proc_root: &Path, k: &Kallsyms, out: &mut Vec<u8>) {
-    let Some(text) = kernel_text(proc_root) else {
+/// kernel text symbol, `pgoff` = `_text` (the relocation reference perf checks against
+/// kallsyms), read from `<proc_root>/kallsyms` itself (a symbol table keeps one name per
+/// address, and `_text` shares its address with others); nothing when addresses are hidden.
+fn kernel_map(enc: &Encoder, proc_root: &Path, out: &mut Vec<u8>) {
+    let Ok(text) = std::fs::read_to_string(proc_root.join("kallsyms")) else {
         return;
     };
-    let end = k
-        .iter()
-        .filter(|s| s.module.is_none())
-        .map(|s| s.addr)
-        .max()
-        .unwrap_or(text);
+    let (mut start, mut stext, mut end) = (None, None, 0u64);
+    for l in text.lines() {
+        let mut f = l.split_whitespace();
+        let (Some(addr), Some(ty), Some(sym)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if f.next().is_some() {
+            continue; // a module's symbol
+        }
+        let Ok(addr) = u64::from_str_radix(addr, 16) else {
+            continue;
+        };
+        match sym {
+            "_text" => start = Some(addr),
+            "_stext" => stext = Some(addr),
+            _ => {}
+        }
+        if matches!(ty, "T" | "t") {
+            end = end.max(addr);
+        }
+    }
+    let Some(text) = start.or(stext).filter(|&a| a != 0) else {
+        return;
+    };
     let m = MmapParts {
         pid: u32::MAX,
         tid: 0,
@@ -71,20 +89,6 @@ fn kernel_map(enc: &Encoder, proc_root: &Path, k: &Kallsyms, out: &mut Vec<u8>) 
         filename: "[kernel.kallsyms]_text",
     };
     enc.mmap(out, CpuMode::Kernel, &m, 0);
-}
-
-/// Where `_text` (else `_stext`) is, from `<proc_root>/kallsyms`; `None` when hidden (0s under
-/// `kptr_restrict`) or absent.
-fn kernel_text(proc_root: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(proc_root.join("kallsyms")).ok()?;
-    let find = |name: &str| {
-        text.lines().find_map(|l| {
-            let mut f = l.split_whitespace();
-            let (addr, _, sym) = (f.next()?, f.next()?, f.next()?);
-            (sym == name).then(|| u64::from_str_radix(addr, 16).ok())?
-        })
-    };
-    find("_text").or_else(|| find("_stext")).filter(|&a| a != 0)
 }
 
 /// One process: COMM (+ FORK) per thread, MMAP2 per executable mapping. False when it is gone.

@@ -159,7 +159,12 @@ pub fn record_live(opts: &RecordOptions, mut live: Option<Live<'_>>) -> Result<R
     let mut plan = plan_event(opts, &mut notes)?;
     // A recording also keeps the sideband (new mappings, names) for report-time symbols.
     plan.counter.sideband = opts.output.is_some();
-    let host = HostSymbols::load(&opts.root);
+    // A recording attributes at report time: it needs no host symbols now.
+    let host = if opts.output.is_some() {
+        HostSymbols::default()
+    } else {
+        HostSymbols::load(&opts.root)
+    };
     if let Some(e) = &host.kallsyms_error {
         notes.push(format!("host kernel symbols unavailable: {e}"));
     }
@@ -172,14 +177,7 @@ pub fn record_live(opts: &RecordOptions, mut live: Option<Live<'_>>) -> Result<R
     let active = start_active(opts, &vms, &mut notes)?;
     let counters = open_counters(opts, &plan.counter, &vms, &mut notes)?;
     let writer = match &opts.output {
-        Some(p) => Some(start_recording(
-            opts,
-            p,
-            &plan.counter,
-            &counters,
-            &vms,
-            &attributor,
-        )?),
+        Some(p) => Some(start_recording(opts, p, &plan.counter, &counters, &vms)?),
         None => None,
     };
 
@@ -490,7 +488,6 @@ fn start_recording(
     counter: &CounterSpec,
     c: &Counters,
     vms: &[Vm],
-    attributor: &Attributor,
 ) -> Result<Recorder> {
     let target = c.fds.first().map_or(Target::Cpu(0), |f| f.target());
     let attr = crate::counters::counter_attr(counter, target)?;
@@ -502,11 +499,10 @@ fn start_recording(
         Scope::SystemWide => None,
     };
     let mut synthesized = Vec::new();
-    let kallsyms = attributor.host().kallsyms.as_ref();
     synth::synthesize(
         &proc_root,
         scope,
-        kallsyms,
+        true,
         synth::SAMPLE_TYPE,
         &mut synthesized,
     );
