@@ -198,9 +198,10 @@ impl PerfData {
             let entry = usize::try_from(at)
                 .unwrap_or(usize::MAX)
                 .saturating_add(16 * i);
-            let (Some(off), Some(size)) =
-                (u64_at(&self.bytes, entry), u64_at(&self.bytes, entry.saturating_add(8)))
-            else {
+            let (Some(off), Some(size)) = (
+                u64_at(&self.bytes, entry),
+                u64_at(&self.bytes, entry.saturating_add(8)),
+            ) else {
                 self.notes.push(format!(
                     "{}: feature section table cut at byte {entry}; features from {} on ignored",
                     self.path.display(),

@@ -144,7 +144,8 @@ pub struct RegsUser<'a> {
 impl RegsUser<'_> {
     /// The `i`-th dumped register (in mask bit order), if present.
     pub fn get(&self, i: usize) -> Option<u64> {
-        let b = self.regs.get(i.checked_mul(8)?..i * 8 + 8)?;
+        let at = i.checked_mul(8)?;
+        let b = self.regs.get(at..at.checked_add(8)?)?;
         Some(u64::from_ne_bytes(b.try_into().ok()?))
     }
 
@@ -300,7 +301,7 @@ fn read_format<'a>(fmt: u64, c: &mut Cursor<'a>) -> Option<&'a [u8]> {
         1 + usize::from(fmt & abi::FORMAT_ID != 0) + usize::from(fmt & abi::FORMAT_LOST != 0);
     let words = if fmt & abi::FORMAT_GROUP != 0 {
         let nr = usize::try_from(c.u64()?).ok()?;
-        1 + times + nr.checked_mul(per_value)?
+        nr.checked_mul(per_value)?.checked_add(1 + times)?
     } else {
         times + per_value
     };

@@ -428,6 +428,17 @@ fn switch_cpu_wide_ksymbol_and_unknown_types() {
 }
 
 #[test]
+fn read_format_group_counts_near_usize_max_do_not_overflow() {
+    // Found by the records fuzz target: a PERF_FORMAT_GROUP `nr` whose word count overflows.
+    let st = abi::SAMPLE_READ;
+    let d = RecordDecoder::new(st).read_format(abi::FORMAT_GROUP | abi::FORMAT_ID);
+    let mut b = vec![9u8, 0, 0, 0, 2, 0, 24, 0];
+    b.extend_from_slice(&(u64::MAX / 2).to_ne_bytes());
+    b.extend_from_slice(&[0u8; 8]);
+    assert!(matches!(decode_all(&d, &b)[..], [Record::Corrupt { .. }]));
+}
+
+#[test]
 fn never_panics_on_arbitrary_bytes() {
     // A cheap deterministic fuzz: every prefix and single-byte corruption of a valid batch.
     let st = HV
