@@ -17,7 +17,7 @@ use hvprof_symbols::{Kallsyms, MapEntry, MapPath, Perms};
 
 use super::HvprofSection;
 use crate::aggregate::Aggregator;
-use crate::attribute::{Attributor, HostSymbolsState};
+use crate::attribute::{Attributor, HostSymbols, HostSymbolsState};
 use crate::counters::Rate;
 use crate::discover::vcpu_index_from_thread_name;
 use crate::error::Result;
@@ -49,10 +49,26 @@ pub struct Replay {
 /// perf.data; a data section cut short or a corrupt record is reported up to the cut with a
 /// note instead.
 pub fn replay(path: &Path, guest_kallsyms: Vec<(Option<i32>, Kallsyms)>) -> Result<Replay> {
-    // Reading /proc/kallsyms takes tens of ms (most of it in the kernel): overlap it with
-    // reading the file; the first host kernel sample waits for it.
-    let host = HostSymbolsState::load_in_background(Path::new("/"));
     let pd = PerfData::open(path)?;
+    // hvprof's recordings carry the kernel symbols their samples hit: right after a reboot or
+    // on another host, and no /proc/kallsyms to read. Otherwise this host's, read on a thread
+    // (tens of ms, most of it in the kernel) while the records are walked.
+    let kept = pd
+        .feature(Feature::HVPROF_KSYMS)
+        .map(|b| Kallsyms::parse(&String::from_utf8_lossy(b)));
+    let host = match kept {
+        Some(Ok(k)) => HostSymbolsState::Ready(HostSymbols {
+            kallsyms: Some(k),
+            kallsyms_error: None,
+        }),
+        Some(Err(hvprof_symbols::Error::NoSymbols { .. })) => {
+            HostSymbolsState::Ready(HostSymbols {
+                kallsyms: None,
+                kallsyms_error: Some("the recording hit no host kernel symbol".into()),
+            })
+        }
+        _ => HostSymbolsState::load_in_background(Path::new("/")),
+    };
     let mut notes: Vec<String> = pd.notes().to_vec();
     let section = match pd.feature(Feature::HVPROF) {
         None => None,
@@ -96,7 +112,8 @@ pub fn replay(path: &Path, guest_kallsyms: Vec<(Option<i32>, Kallsyms)>) -> Resu
     let this_kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
-    if !recorded_kernel.is_empty() && recorded_kernel != this_kernel {
+    let kernel_symbols_kept = pd.feature(Feature::HVPROF_KSYMS).is_some();
+    if !kernel_symbols_kept && !recorded_kernel.is_empty() && recorded_kernel != this_kernel {
         notes.push(format!(
             "recorded on kernel {recorded_kernel}, reported on {this_kernel}: host kernel symbols may be wrong"
         ));

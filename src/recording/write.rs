@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 
 use hvprof_perf::abi::perf_event_attr;
 use hvprof_perf::perf_data::{Feature, FeatureWriter, PerfDataWriter};
-use hvprof_symbols::{ElfFile, ProcMaps};
+use hvprof_symbols::{ElfFile, Kallsyms, ProcMaps};
+use rustc_hash::FxHashSet;
+
+/// Distinct kernel IPs kept for the kernel symbols of a recording.
+const MAX_KERNEL_IPS: usize = 1 << 20;
 
 use super::HvprofSection;
 use crate::error::Result;
@@ -17,6 +21,8 @@ pub struct Recorder {
     w: PerfDataWriter,
     path: PathBuf,
     samples: u64,
+    /// Distinct host kernel IPs sampled (bounded), for the kernel symbols kept at the end.
+    kernel_ips: FxHashSet<u64>,
 }
 
 impl Recorder {
@@ -38,10 +44,13 @@ impl Recorder {
             w,
             path: path.to_path_buf(),
             samples: 0,
+            kernel_ips: FxHashSet::default(),
         })
     }
 
-    /// Appends one drain's records, counting its samples from the record headers.
+    /// Appends one drain's records, counting its samples from the record headers and noting the
+    /// host kernel IPs they hit (the IP is a sample's first field: `sample_type` starts with
+    /// `PERF_SAMPLE_IP`, see [`super::synth::SAMPLE_TYPE`]).
     ///
     /// # Errors
     /// [`crate::Error::PerfData`] (a full disk: what was written stays readable).
@@ -51,6 +60,15 @@ impl Recorder {
             let size = u16::from_ne_bytes([h[6], h[7]]) as usize;
             if u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) == hvprof_perf::abi::RECORD_SAMPLE {
                 self.samples += 1;
+                let misc = u16::from_ne_bytes([h[4], h[5]]);
+                if misc & hvprof_perf::abi::MISC_CPUMODE_MASK == hvprof_perf::abi::MISC_KERNEL
+                    && self.kernel_ips.len() < MAX_KERNEL_IPS
+                {
+                    if let Some(ip) = bytes.get(at + 8..at + 16) {
+                        self.kernel_ips
+                            .insert(u64::from_ne_bytes(ip.try_into().unwrap_or([0; 8])));
+                    }
+                }
             }
             if size < 8 {
                 break;
@@ -110,6 +128,12 @@ impl Recorder {
         ];
         let json = serde_json::to_vec(section).unwrap_or_default();
         features.push((Feature::HVPROF, json));
+        // What vanishes or changes with the host (a reboot, a module unloaded): the kernel
+        // symbols the samples hit, so the report needs no /proc/kallsyms.
+        if let Ok(k) = Kallsyms::load(proc_root.join("kallsyms")) {
+            let text = k.extract(self.kernel_ips.iter().copied());
+            features.push((Feature::HVPROF_KSYMS, text.into_bytes()));
+        }
         self.w.finish(features)?;
         Ok(())
     }

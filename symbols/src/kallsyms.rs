@@ -173,6 +173,39 @@ impl Kallsyms {
         self.lookup(addr).and_then(|s| s.module)
     }
 
+    /// Kallsyms text holding only the symbols that contain `addrs`, each followed by a boundary
+    /// line at its end, so that [`Kallsyms::lookup`] of those addresses in the parsed text gives
+    /// the same symbols. A recording keeps this instead of the whole table: its report is right
+    /// on another host or after a reboot, and fast. Addresses no symbol contains are left out.
+    pub fn extract(&self, addrs: impl IntoIterator<Item = u64>) -> String {
+        let mut idx: Vec<usize> = addrs
+            .into_iter()
+            .filter_map(|a| {
+                let i = self.addrs.partition_point(|&x| x <= a).checked_sub(1)?;
+                (a < self.syms.get(i)?.end).then_some(i)
+            })
+            .collect();
+        idx.sort_unstable();
+        idx.dedup();
+        let mut out = String::with_capacity(idx.len() * 64);
+        for i in idx {
+            let e = &self.syms[i];
+            let s = self.sym(e, 0);
+            let ty = match e.rank {
+                0 => 'T',
+                1 => 't',
+                2 => 'W',
+                _ => 'w',
+            };
+            out.push_str(&format!("{:016x} {ty} {}", e.addr, s.name));
+            if let Some(m) = s.module {
+                out.push_str(&format!("\t[{m}]"));
+            }
+            out.push_str(&format!("\n{:016x} d .hvprof_end\n", e.end));
+        }
+        out
+    }
+
     /// All text symbols in address order, with `offset` 0.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = KernelSym<'_>> + '_ {
         self.syms.iter().map(|e| self.sym(e, 0))
@@ -334,6 +367,34 @@ fn parse_inner(text: &str, path: Option<&Path>) -> Result<Kallsyms> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_extract_answers_its_addresses_alike() {
+        let k = Kallsyms::parse(
+            "ffffffff81000000 T _text\nffffffff81000100 t alpha\nffffffff81000200 T beta\n\
+             ffffffff81000300 D some_data\nffffffffc0000000 t mod_fn\t[kvm]\nffffffffc0000100 t mod_next\t[kvm]\n",
+        )
+        .unwrap();
+        let hits = [
+            0xffff_ffff_8100_0150,
+            0xffff_ffff_8100_0210,
+            0xffff_ffff_c000_0010,
+            0x10,
+        ];
+        let text = k.extract(hits);
+        let e = Kallsyms::parse(&text).unwrap();
+        for a in hits {
+            let (x, y) = (k.lookup(a), e.lookup(a));
+            assert_eq!(
+                x.map(|s| (s.name, s.module, s.addr)),
+                y.map(|s| (s.name, s.module, s.addr)),
+                "{a:#x}"
+            );
+        }
+        // Past beta's end (the data symbol): not beta in either.
+        assert!(e.lookup(0xffff_ffff_8100_0310).is_none());
+        assert_eq!(e.len(), 3, "only the symbols hit: {text}");
+    }
+
     use super::*;
 
     const KALLSYMS: &str = "\

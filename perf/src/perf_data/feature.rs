@@ -28,6 +28,9 @@ impl Feature {
     /// (`HEADER_LAST_FEATURE`, 32 in 6.18): perf reads the section table but processes only
     /// the bits it knows, so it skips this one.
     pub const HVPROF: Feature = Feature(192);
+    /// hvprof's kernel symbols: kallsyms text holding the host kernel symbols the samples hit
+    /// (and their ends), captured when the recording ends; perf skips it like [`Self::HVPROF`].
+    pub const HVPROF_KSYMS: Feature = Feature(193);
 }
 
 /// Encodes feature section payloads as perf writes them.
