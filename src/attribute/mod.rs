@@ -62,6 +62,10 @@ pub struct Attributor {
     /// as, with its symbol interned in the aggregator `fast_for`.
     fast: FxHashMap<(i32, u64, u8), (Class, bool, SymId)>,
     fast_for: u64,
+    /// Second level, for IPs not seen before: (space, symbol table, symbol start, cpumode or
+    /// vCPU-thread flag) → what a sample there counts as. Guest and host kernel symbols are
+    /// found by one binary search; their names are built once per symbol, not per IP.
+    by_symbol: FxHashMap<(u8, usize, u64, u8), (Class, bool, SymId)>,
 }
 
 /// Entries of [`Attributor::attribute_into`]'s cache before it is cleared.
@@ -93,6 +97,7 @@ impl Attributor {
             recorded_maps: false,
             fast: FxHashMap::default(),
             fast_for: 0,
+            by_symbol: FxHashMap::default(),
         }
     }
 
@@ -100,6 +105,7 @@ impl Attributor {
     pub fn set_machines(&mut self, machines: Arc<Machines>) {
         self.machines = machines;
         self.fast.clear();
+        self.by_symbol.clear();
     }
 
     /// The machines samples are attributed to.
@@ -137,10 +143,11 @@ impl Attributor {
 
     /// Attributes one sample and adds it to `agg`: the per-sample path of a session and of a
     /// report. A (thread, IP, cpumode) seen before costs one hash lookup; the first sight goes
-    /// through [`Attributor::attribute`]. Unresolved IPs are not cached (a mapping may appear).
+    /// through [`Attributor::attribute`] (or a per-symbol cache for guest and kernel IPs).
     pub fn attribute_into(&mut self, s: &Sample, agg: &mut Aggregator) {
         if self.fast_for != agg.identity() {
             self.fast.clear();
+            self.by_symbol.clear();
             self.fast_for = agg.identity();
         }
         let key = (s.tid, s.ip, s.cpumode as u8);
@@ -148,15 +155,60 @@ impl Attributor {
             agg.add_interned(s, class, landing, sym);
             return;
         }
-        let a = self.attribute(s);
-        let sym = agg.intern(&a.symbol);
-        if a.symbol.addr.is_none() {
+        let sym_key = self.symbol_key(s);
+        let hit = sym_key.and_then(|k| self.by_symbol.get(&k).copied());
+        let (class, landing, sym, known) = match hit {
+            Some((class, landing, sym)) => (class, landing, sym, true),
+            None => {
+                let a = self.attribute(s);
+                let sym = agg.intern(&a.symbol);
+                // Unresolved IPs are cached too when nothing can resolve them later: guest and
+                // kernel ones, and any once the maps come only from a recording (a new
+                // mapping clears the caches). A live VMM's maps may still grow (dlopen, JIT).
+                let known =
+                    a.symbol.addr.is_none() || s.cpumode != CpuMode::User || self.recorded_maps;
+                if let (Some(k), true) = (sym_key, known) {
+                    self.by_symbol.insert(k, (a.class, a.landing, sym));
+                }
+                (a.class, a.landing, sym, known)
+            }
+        };
+        if known {
             if self.fast.len() >= FAST_CACHE_MAX {
                 self.fast.clear();
             }
-            self.fast.insert(key, (a.class, a.landing, sym));
+            self.fast.insert(key, (class, landing, sym));
         }
-        agg.add_interned(s, a.class, a.landing, sym);
+        agg.add_interned(s, class, landing, sym);
+    }
+
+    /// The symbol a guest-mode or host-kernel sample falls in, as a cache key, found without
+    /// building its name: (space, symbol table address, symbol start, cpumode / vCPU flag).
+    /// `None` for host user space (its symbols come from ELF files, per process).
+    fn symbol_key(&mut self, s: &Sample) -> Option<(u8, usize, u64, u8)> {
+        match s.cpumode {
+            CpuMode::GuestKernel | CpuMode::GuestUser => {
+                let machines = Arc::clone(&self.machines);
+                let vm = match machines.find_for_sample(s) {
+                    MachineRef::Guest(g) => Some(g),
+                    _ => None,
+                };
+                let k = machines.guest_kernel_symbols(vm)?;
+                let start = k.lookup(s.ip)?.addr;
+                Some((1, k as *const _ as usize, start, s.cpumode as u8))
+            }
+            CpuMode::Kernel => {
+                let vcpu = self
+                    .machines
+                    .thread(s.tid)
+                    .and_then(|(_, t)| t)
+                    .is_some_and(|t| t.vcpu.is_some());
+                let k = self.host.get().kallsyms.as_ref()?;
+                let start = k.lookup(s.ip)?.addr;
+                Some((0, k as *const _ as usize, start, u8::from(vcpu)))
+            }
+            _ => None,
+        }
     }
 
     /// Attributes one sample: its machine, then its class and symbol.
