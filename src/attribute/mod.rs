@@ -60,13 +60,20 @@ pub struct Attributor {
     recorded_maps: bool,
     /// [`Attributor::attribute_into`]'s cache: (tid, ip, cpumode) → what the sample counts
     /// as, with its symbol interned in the aggregator `fast_for`.
-    fast: FxHashMap<(i32, u64, u8), (Class, bool, SymId)>,
+    fast: FxHashMap<(i32, u64, u8), Counted>,
     fast_for: u64,
     /// Second level, for IPs not seen before: (space, symbol table, symbol start, cpumode or
     /// vCPU-thread flag) → what a sample there counts as. Guest and host kernel symbols are
     /// found by one binary search; their names are built once per symbol, not per IP.
-    by_symbol: FxHashMap<(u8, usize, u64, u8), (Class, bool, SymId)>,
+    by_symbol: FxHashMap<SymbolKey, Counted>,
 }
+
+/// What a sample counts as in an aggregator: class, landing, interned symbol.
+type Counted = (Class, bool, SymId);
+
+/// A symbol found without its name: (space, symbol table address, symbol start, cpumode or
+/// vCPU-thread flag).
+type SymbolKey = (u8, usize, u64, u8);
 
 /// Entries of [`Attributor::attribute_into`]'s cache before it is cleared.
 const FAST_CACHE_MAX: usize = 1 << 20;
@@ -185,7 +192,7 @@ impl Attributor {
     /// The symbol a guest-mode or host-kernel sample falls in, as a cache key, found without
     /// building its name: (space, symbol table address, symbol start, cpumode / vCPU flag).
     /// `None` for host user space (its symbols come from ELF files, per process).
-    fn symbol_key(&mut self, s: &Sample) -> Option<(u8, usize, u64, u8)> {
+    fn symbol_key(&mut self, s: &Sample) -> Option<SymbolKey> {
         match s.cpumode {
             CpuMode::GuestKernel | CpuMode::GuestUser => {
                 let machines = Arc::clone(&self.machines);
