@@ -97,7 +97,8 @@ impl Attributor {
             host,
             machines,
             maps: HashMap::new(),
-            symbolizer: Symbolizer::new(),
+            // Reports name functions, not source lines: no DWARF line tables to parse.
+            symbolizer: Symbolizer::new().with_source_locations(false),
             proc_root: proc_root.to_path_buf(),
             maps_read_at: HashMap::new(),
             user_cache: HashMap::new(),
