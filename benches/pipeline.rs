@@ -39,6 +39,10 @@ fn main() {
         return;
     }
     pipeline();
+    // HVPROF_BENCH_PIPELINE_ONLY=1: the in-process figure alone (for profiling it).
+    if std::env::var_os("HVPROF_BENCH_PIPELINE_ONLY").is_some() {
+        return;
+    }
     if !have_perf() {
         println!("(skipping the comparisons with perf: perf does not run here)");
         return;

@@ -60,12 +60,28 @@ pub struct Attributor {
     recorded_maps: bool,
     /// [`Attributor::attribute_into`]'s cache: (tid, ip, cpumode) → what the sample counts
     /// as, with its symbol interned in the aggregator `fast_for`.
-    fast: FxHashMap<(i32, u64, u8), Counted>,
+    fast: FxHashMap<FastKey, Counted>,
     fast_for: u64,
     /// Second level, for IPs not seen before: (space, symbol table, symbol start, cpumode or
     /// vCPU-thread flag) → what a sample there counts as. Guest and host kernel symbols are
     /// found by one binary search; their names are built once per symbol, not per IP.
     by_symbol: FxHashMap<SymbolKey, Counted>,
+}
+
+/// [`Attributor::attribute_into`]'s first-level key: a sample's (thread, IP, cpumode), hashed
+/// as two words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FastKey {
+    tid: i32,
+    ip: u64,
+    mode: u8,
+}
+
+impl std::hash::Hash for FastKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u64(self.ip);
+        h.write_u64((self.tid as u32 as u64) << 8 | u64::from(self.mode));
+    }
 }
 
 /// What a sample counts as in an aggregator: class, landing, interned symbol.
@@ -158,7 +174,11 @@ impl Attributor {
             self.by_symbol.clear();
             self.fast_for = agg.identity();
         }
-        let key = (s.tid, s.ip, s.cpumode as u8);
+        let key = FastKey {
+            tid: s.tid,
+            ip: s.ip,
+            mode: s.cpumode as u8,
+        };
         if let Some(&(class, landing, sym)) = self.fast.get(&key) {
             agg.add_interned(s, class, landing, sym);
             return;
