@@ -465,10 +465,10 @@ fn perfs_own_recording_is_reported_per_vm_and_vcpu() {
     }
     let vm = Vm::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("perf.data");
     let pid = vm.pid.to_string();
-    let rec = Command::new("perf")
-        .args([
+    // Both ways perf records a VM's guest time: perf record with :HG, and perf kvm --guest.
+    let ways: [&[&str]; 2] = [
+        &[
             "record",
             "-q",
             "-e",
@@ -478,47 +478,71 @@ fn perfs_own_recording_is_reported_per_vm_and_vcpu() {
             "-p",
             &pid,
             "-o",
-        ])
-        .arg(&data)
-        .args(["--", "sleep", "1.5"])
-        .output()
-        .expect("perf record");
-    assert!(
-        rec.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rec.stderr)
-    );
-    let rep = hvprof(&[
-        "report",
-        "-i",
-        data.to_str().unwrap(),
-        "--format",
-        "json",
-        "--guest-kallsyms",
-        vm.kallsyms.to_str().unwrap(),
-    ]);
-    assert!(
-        rep.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rep.stderr)
-    );
-    let p: Profile = serde_json::from_slice(&rep.stdout).unwrap();
-    let v = p
-        .vms
-        .iter()
-        .find(|v| v.pid == vm.pid)
-        .unwrap_or_else(|| panic!("the VM is rebuilt from perf's COMM records: {:?}", p.vms));
-    assert_eq!(v.vcpus.len(), 2, "{v:?}");
-    let names: Vec<&str> = v
-        .top_symbols
-        .iter()
-        .map(|s| s.symbol.name.as_str())
-        .collect();
-    assert!(
-        names.contains(&"hot_loop_a") && names.contains(&"hot_loop_b"),
-        "guest-tagged samples of perf's file are named per VM: {names:?}"
-    );
-    assert_eq!(Some(p.total_samples), perf_sample_count(&data));
+        ],
+        &[
+            "kvm",
+            "--guest",
+            "record",
+            "-q",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "1000",
+            "-p",
+            &pid,
+            "-o",
+        ],
+    ];
+    for (i, args) in ways.iter().enumerate() {
+        let data = dir.path().join(format!("perf-{i}.data"));
+        let rec = Command::new("perf")
+            .args(*args)
+            .arg(&data)
+            .args(["--", "sleep", "1.5"])
+            .output()
+            .expect("perf record");
+        assert!(
+            rec.status.success(),
+            "perf {args:?}: {}",
+            String::from_utf8_lossy(&rec.stderr)
+        );
+        let rep = hvprof(&[
+            "report",
+            "-i",
+            data.to_str().unwrap(),
+            "--format",
+            "json",
+            "--guest-kallsyms",
+            vm.kallsyms.to_str().unwrap(),
+        ]);
+        assert!(
+            rep.status.success(),
+            "{}",
+            String::from_utf8_lossy(&rep.stderr)
+        );
+        let p: Profile = serde_json::from_slice(&rep.stdout).unwrap();
+        let v = p.vms.iter().find(|v| v.pid == vm.pid).unwrap_or_else(|| {
+            panic!(
+                "perf {args:?}: the VM is rebuilt from COMM records: {:?}",
+                p.vms
+            )
+        });
+        assert_eq!(v.vcpus.len(), 2, "perf {args:?}: {v:?}");
+        let names: Vec<&str> = v
+            .top_symbols
+            .iter()
+            .map(|s| s.symbol.name.as_str())
+            .collect();
+        assert!(
+            names.contains(&"hot_loop_a") && names.contains(&"hot_loop_b"),
+            "perf {args:?}: guest-tagged samples are named per VM: {names:?}"
+        );
+        assert_eq!(
+            Some(p.total_samples),
+            perf_sample_count(&data),
+            "perf {args:?}"
+        );
+    }
 }
 
 #[test]
