@@ -56,4 +56,7 @@ pub struct HvprofSection {
     pub active_samples: Vec<Attributed>,
     /// Active mode: the guest's own view, per VMM pid.
     pub guest_views: Vec<(i32, GuestView)>,
+    /// `hvprof detect`'s result on the recording host (docs/detect.md's JSON).
+    #[serde(default)]
+    pub detection: Option<serde_json::Value>,
 }

@@ -264,6 +264,7 @@ pub fn record_live(opts: &RecordOptions, mut live: Option<Live<'_>>) -> Result<R
                 active_vm: active_vm_pid,
                 active_samples,
                 guest_views,
+                detection: Some(plan.detection.clone()),
             };
             w.finish(&section, &proc_root)?;
             Some(n)
@@ -320,6 +321,8 @@ fn discover_vms(
 
 /// The event actually used and what the report will say about guest IPs.
 struct EventPlan {
+    /// `hvprof detect`'s result for this host, as JSON (kept in recordings).
+    detection: serde_json::Value,
     counter: CounterSpec,
     guest_ip_hint: Option<String>,
     guest_ips_hidden: Option<(bool, String)>,
@@ -333,7 +336,8 @@ fn plan_event(opts: &RecordOptions, notes: &mut Vec<String>) -> Result<EventPlan
     } else {
         hvprof_detect::Source::tree(&opts.root)
     };
-    let host = hvprof_detect::detect(&src).host;
+    let detection = hvprof_detect::detect(&src);
+    let host = detection.host.clone();
     let mut counter = opts.counter.clone();
     if counter.event.is_hardware() && !host.hardware_pmu {
         notes.push(format!(
@@ -362,6 +366,7 @@ fn plan_event(opts: &RecordOptions, notes: &mut Vec<String>) -> Result<EventPlan
         })
     });
     Ok(EventPlan {
+        detection: serde_json::to_value(&detection).unwrap_or_default(),
         counter,
         guest_ip_hint,
         guest_ips_hidden,
