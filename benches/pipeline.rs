@@ -440,21 +440,14 @@ fn synthesize_recording(path: &Path, n: u64) {
 
     let enc = Encoder::new(abi::HVPROF_SAMPLE_TYPE);
     let mut out = Vec::with_capacity(4 << 20);
-    if let Some((text, end)) = kernel_text() {
-        let m = MmapParts {
-            pid: u32::MAX,
-            tid: 0,
-            addr: text,
-            len: end.saturating_sub(text).max(1),
-            pgoff: text,
-            dev: (0, 0),
-            ino: 0,
-            prot: 0,
-            flags: 0,
-            filename: "[kernel.kallsyms]_text",
-        };
-        enc.mmap(&mut out, CpuMode::Kernel, &m, 0);
-    }
+    // The kernel's map, as hvprof record synthesizes it (no process: pids = []).
+    hvprof::recording::synth::synthesize(
+        Path::new("/proc"),
+        Some(&[]),
+        true,
+        hvprof::recording::synth::SAMPLE_TYPE,
+        &mut out,
+    );
     enc.comm(&mut out, VMM_PID, VMM_PID, "qemu-system-x86", 0);
     let mut vm = GuestMachine::new(VmId::Vmm(VMM_PID as i32), "qemu-system-x86");
     vm.threads.insert(
@@ -578,29 +571,6 @@ fn synthesize_recording(path: &Path, n: u64) {
     rec.finish(&section, Path::new("/proc")).unwrap();
 }
 
-/// The kernel's text as perf's synthesized kernel map describes it: the address of `_text`
-/// and the highest core-kernel symbol address, from /proc/kallsyms (read here rather than
-/// through [`hvprof_symbols::Kallsyms`], which keeps one name per address, and at `_text`
-/// that may be an alias such as `_stext`).
-fn kernel_text() -> Option<(u64, u64)> {
-    let all = std::fs::read_to_string("/proc/kallsyms").ok()?;
-    let (mut text, mut end) = (None, 0u64);
-    for line in all.lines() {
-        let mut w = line.split_whitespace();
-        let (Some(addr), Some(_), Some(name), None) = (w.next(), w.next(), w.next(), w.next())
-        else {
-            continue;
-        };
-        let Ok(addr) = u64::from_str_radix(addr, 16) else {
-            continue;
-        };
-        if name == "_text" {
-            text = Some(addr);
-        }
-        end = end.max(addr);
-    }
-    text.filter(|&t| t != 0).map(|t| (t, end))
-}
 
 /// `hvprof report` and `perf report --stdio --sort comm,sym` on the same synthesized file of
 /// `n` samples: wall and CPU time of each.
