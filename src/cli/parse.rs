@@ -65,3 +65,32 @@ mod tests {
         assert!(parse_guest_kallsyms(&["99999999999=f".into()]).is_err());
     }
 }
+
+/// What a sampling subcommand watches: VMM processes (`-p`) or the whole host (`-a`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ScopeArgs {
+    /// VMM process ids to profile (repeat or comma-separate).
+    #[arg(
+        short = 'p',
+        long = "pid",
+        value_delimiter = ',',
+        required_unless_present = "all_cpus",
+        conflicts_with = "all_cpus"
+    )]
+    pub pids: Vec<i32>,
+    /// System-wide: one counter per host CPU; VM threads are reported per VM (VMs that start or
+    /// exit during a live view appear or are marked gone).
+    #[arg(short = 'a', long = "all-cpus")]
+    pub all_cpus: bool,
+}
+
+impl ScopeArgs {
+    /// The session scope these flags name.
+    pub fn scope(&self) -> hvprof::session::Scope {
+        if self.all_cpus {
+            hvprof::session::Scope::SystemWide
+        } else {
+            hvprof::session::Scope::Vms(self.pids.clone())
+        }
+    }
+}

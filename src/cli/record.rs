@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use hvprof::counters::{CounterSpec, EventSpec, Rate};
-use hvprof::session::{self, RecordOptions, Scope};
+use hvprof::session::{self, RecordOptions};
 
 use super::output::{emit, OutputArgs};
 use super::parse::{parse_guest_kallsyms, parse_seconds};
@@ -39,18 +39,8 @@ pub struct SamplingArgs {
 /// `hvprof record` arguments.
 #[derive(Args)]
 pub struct RecordArgs {
-    /// VMM process ids to profile (repeat or comma-separate).
-    #[arg(
-        short = 'p',
-        long = "pid",
-        value_delimiter = ',',
-        required_unless_present = "all_cpus",
-        conflicts_with = "all_cpus"
-    )]
-    pub pids: Vec<i32>,
-    /// System-wide: one counter per host CPU.
-    #[arg(short = 'a', long = "all-cpus")]
-    pub all_cpus: bool,
+    #[command(flatten)]
+    pub target: super::parse::ScopeArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     /// Stop after this many seconds.
@@ -86,11 +76,7 @@ pub struct RecordArgs {
 /// Bad flags (event name, helper address, exclusive exclusions), a workload that cannot start,
 /// and every error of [`session::record`].
 pub fn run(a: RecordArgs) -> anyhow::Result<()> {
-    let scope = if a.all_cpus {
-        Scope::SystemWide
-    } else {
-        Scope::Vms(a.pids.clone())
-    };
+    let scope = a.target.scope();
     let mut opts = RecordOptions::new(scope);
     opts.counter = counter_spec(&a.sampling)?;
     opts.ring_pages = a.sampling.mmap_pages;

@@ -22,7 +22,7 @@ use hvprof::counters::{CounterSpec, EventSpec, Rate};
 use hvprof::output::top::{render_json, render_text, TopFrame, TopState, VmState};
 use hvprof::report::Profile;
 use hvprof::rt::StopToken;
-use hvprof::session::{self, Live, RecordOptions, Scope};
+use hvprof::session::{self, Live, RecordOptions};
 use hvprof::stat::{StatOptions, StatReport};
 
 use super::parse::{parse_guest_kallsyms, parse_seconds};
@@ -38,19 +38,8 @@ pub enum TopFormat {
 /// `hvprof top` arguments.
 #[derive(Args)]
 pub struct TopArgs {
-    /// VMM process ids to watch (repeat or comma-separate).
-    #[arg(
-        short = 'p',
-        long = "pid",
-        value_delimiter = ',',
-        required_unless_present = "all_cpus",
-        conflicts_with = "all_cpus"
-    )]
-    pub pids: Vec<i32>,
-    /// Every VM on the host (one counter per host CPU; VMs that start or exit appear or are
-    /// marked gone).
-    #[arg(short = 'a', long = "all-cpus")]
-    pub all_cpus: bool,
+    #[command(flatten)]
+    pub target: super::parse::ScopeArgs,
     /// Event, by perf's name. cpu-clock gives CPU% (its period is time on CPU); other events
     /// give each row's share of the samples.
     #[arg(short = 'e', long, default_value = "cpu-clock")]
@@ -175,11 +164,7 @@ pub(crate) struct Feed {
 impl Feed {
     /// Starts the session and the stat run.
     fn start(a: &TopArgs, every: Duration) -> anyhow::Result<Feed> {
-        let scope = if a.all_cpus {
-            Scope::SystemWide
-        } else {
-            Scope::Vms(a.pids.clone())
-        };
+        let scope = a.target.scope();
         let mut opts = RecordOptions::new(scope);
         opts.counter = CounterSpec {
             event: EventSpec::parse(&a.event)?,
@@ -215,14 +200,14 @@ impl Feed {
             stat_gen: 0,
             stat_stop: StopToken::new(),
             stat_pids: None,
-            system_wide: a.all_cpus,
+            system_wide: a.target.all_cpus,
             every,
             state: TopState::default(),
             stat: None,
             stat_error: None,
             ended: None,
         };
-        feed.start_stat((!a.all_cpus).then(|| a.pids.clone()))?;
+        feed.start_stat((!a.target.all_cpus).then(|| a.target.pids.clone()))?;
         Ok(feed)
     }
 
