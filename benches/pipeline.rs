@@ -571,7 +571,6 @@ fn synthesize_recording(path: &Path, n: u64) {
     rec.finish(&section, Path::new("/proc")).unwrap();
 }
 
-
 /// `hvprof report` and `perf report --stdio --sort comm,sym` on the same synthesized file of
 /// `n` samples: wall and CPU time of each.
 fn report_vs_perf(dir: &Path, n: u64) {
