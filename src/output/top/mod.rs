@@ -10,13 +10,26 @@
 //! caller's question ([`TopState::frame`]'s `alive`).
 //!
 //! ```
+//! use std::sync::Arc;
+//! use hvprof::aggregate::Aggregator;
+//! use hvprof::counters::Rate;
+//! use hvprof::model::Machines;
 //! use hvprof::output::top::{render_text, TopState};
-//! # fn profile() -> hvprof::report::Profile { unimplemented!() }
-//! # fn run() {
+//! use hvprof::report::Meta;
+//! let agg = Aggregator::new(Arc::new(Machines::new()));
+//! let meta = Meta {
+//!     event: "cpu-clock".into(),
+//!     rate: Rate::Frequency(1000),
+//!     period_is_ns: true,
+//!     duration_ns: 1_000_000_000,
+//!     mode: "threads".into(),
+//!     host: "h".into(),
+//!     kernel: "k".into(),
+//!     start_unix_ns: 0,
+//! };
 //! let mut state = TopState::default();
-//! let frame = state.frame(&profile(), None, &|_pid| true);
+//! let frame = state.frame(&agg.snapshot(meta, None, 10), None, &|_pid| true);
 //! print!("{}", render_text(&frame, 5));
-//! # }
 //! ```
 //!
 //! Layout: the frame's types ([`TopFrame`] and its rows) in `frame.rs`; the difference between
