@@ -24,7 +24,7 @@ use hvprof::model::{GuestMachine, Machines, Thread, Vcpu, VmId};
 use hvprof::perf::abi;
 use hvprof::perf::abi::AttrBuilder;
 use hvprof::perf::perf_data::PerfData;
-use hvprof::perf::record::encode::{Encoder, MmapParts, SampleParts};
+use hvprof::perf::record::encode::{Encoder, SampleParts};
 use hvprof::perf::record::{encode, CpuMode, Record, RecordDecoder};
 use hvprof::recording::{HvprofSection, Recorder, SECTION_VERSION};
 use hvprof::report::Meta;
@@ -479,20 +479,7 @@ fn synthesize_recording(path: &Path, n: u64) {
         );
     }
     for m in &text {
-        let prot = libc::PROT_EXEC as u32 | libc::PROT_READ as u32;
-        let parts = MmapParts {
-            pid: VMM_PID,
-            tid: VMM_PID,
-            addr: m.start,
-            len: m.end - m.start,
-            pgoff: m.offset,
-            dev: m.dev,
-            ino: m.inode,
-            prot,
-            flags: libc::MAP_PRIVATE as u32,
-            filename: &exe.to_string_lossy(),
-        };
-        enc.mmap2(&mut out, CpuMode::User, &parts, 0);
+        hvprof::recording::synth::mapping(&enc, VMM_PID as i32, m, &mut out);
     }
 
     let attr = AttrBuilder::new(abi::TYPE_SOFTWARE, abi::sw::CPU_CLOCK)

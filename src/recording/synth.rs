@@ -9,7 +9,7 @@ use std::path::Path;
 use hvprof_perf::abi;
 use hvprof_perf::record::encode::{Encoder, MmapParts};
 use hvprof_perf::CpuMode;
-use hvprof_symbols::{MapPath, ProcMaps};
+use hvprof_symbols::{MapEntry, MapPath, ProcMaps};
 
 /// Appends the synthesized records of processes `pids` (every process under `proc_root`
 /// when `None`) and, when `kernel`, of the kernel's map (from `<proc_root>/kallsyms`) to `out`, with the trailer
@@ -114,42 +114,48 @@ fn process(enc: &Encoder, proc_root: &Path, pid: i32, out: &mut Vec<u8>) -> bool
         return true;
     };
     for m in maps.iter().filter(|m| m.is_exec()) {
-        let name = match &m.path {
-            MapPath::File { path, .. } => path.to_string_lossy().into_owned(),
-            MapPath::Pseudo(p) => p.clone(),
-            MapPath::Anonymous => "//anon".to_string(),
-        };
-        let prot = libc::PROT_EXEC as u32
-            | if m.perms.read {
-                libc::PROT_READ as u32
-            } else {
-                0
-            }
-            | if m.perms.write {
-                libc::PROT_WRITE as u32
-            } else {
-                0
-            };
-        let flags = if m.perms.shared {
-            libc::MAP_SHARED
-        } else {
-            libc::MAP_PRIVATE
-        } as u32;
-        let parts = MmapParts {
-            pid: pid as u32,
-            tid: pid as u32,
-            addr: m.start,
-            len: m.end - m.start,
-            pgoff: m.offset,
-            dev: m.dev,
-            ino: m.inode,
-            prot,
-            flags,
-            filename: &name,
-        };
-        enc.mmap2(out, CpuMode::User, &parts, 0);
+        mapping(enc, pid, m, out);
     }
     true
+}
+
+/// Appends the MMAP2 record of mapping `m` of process `pid` (`PROT_*`/`MAP_*` from its
+/// permissions).
+pub fn mapping(enc: &Encoder, pid: i32, m: &MapEntry, out: &mut Vec<u8>) {
+    let name = match &m.path {
+        MapPath::File { path, .. } => path.to_string_lossy().into_owned(),
+        MapPath::Pseudo(p) => p.clone(),
+        MapPath::Anonymous => "//anon".to_string(),
+    };
+    let prot = libc::PROT_EXEC as u32
+        | if m.perms.read {
+            libc::PROT_READ as u32
+        } else {
+            0
+        }
+        | if m.perms.write {
+            libc::PROT_WRITE as u32
+        } else {
+            0
+        };
+    let flags = if m.perms.shared {
+        libc::MAP_SHARED
+    } else {
+        libc::MAP_PRIVATE
+    } as u32;
+    let parts = MmapParts {
+        pid: pid as u32,
+        tid: pid as u32,
+        addr: m.start,
+        len: m.end - m.start,
+        pgoff: m.offset,
+        dev: m.dev,
+        ino: m.inode,
+        prot,
+        flags,
+        filename: &name,
+    };
+    enc.mmap2(out, CpuMode::User, &parts, 0);
 }
 
 /// The attr flags (`sample_type`) the synthesized records are written for.

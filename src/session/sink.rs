@@ -75,6 +75,11 @@ impl Sink {
         if let Some(w) = self.writer.as_mut() {
             w.write(&bytes)?;
         }
+        // A recording is attributed at report time: its bytes need no decoding here, unless
+        // active mode holds back the VM's guest-tagged samples.
+        if recording && self.active_vm.is_none() {
+            return Ok(());
+        }
         for r in RecordDecoder::new(abi::HVPROF_SAMPLE_TYPE).records(&bytes) {
             match r {
                 Record::Sample(rec) => {
