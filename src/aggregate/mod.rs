@@ -434,6 +434,7 @@ impl Aggregator {
                 vcpus,
                 other_threads: others,
                 guest: self.guest_views.get(&vm.id).cloned(),
+                stacks: Vec::new(),
             });
         }
         all.merge(&other);
@@ -458,6 +459,8 @@ impl Aggregator {
             notes,
             vms,
             host_other,
+            host_stacks: Vec::new(),
+            callchains: false,
             total_samples: all.samples,
             total_lost: all.lost,
             total_throttled: all.throttled,
@@ -515,6 +518,8 @@ pub(crate) fn symbol_rows(
             symbol: table.get(sym).clone(),
             samples: n,
             percent: pct(n, c.samples),
+            inclusive_samples: n,
+            inclusive_percent: pct(n, c.samples),
         })
         .collect();
     rows.sort_by(|a, b| {

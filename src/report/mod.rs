@@ -4,6 +4,9 @@
 //! `docs/formats.md`.
 
 pub mod guest;
+pub mod stack;
+
+pub use stack::{Frame, GuestProc, StackOrigin, StackRow};
 
 use serde::{Deserialize, Serialize};
 
@@ -68,10 +71,18 @@ pub struct SymbolRow {
     pub class: Class,
     /// The symbol.
     pub symbol: Symbol,
-    /// Samples.
+    /// Samples whose leaf is this symbol ("self").
     pub samples: u64,
     /// Percent of the enclosing total's samples (0–100).
     pub percent: f64,
+    /// Samples with this symbol anywhere in their stack, counted once per sample
+    /// ("children", inclusive, as `perf report --children`); equals `samples` when no
+    /// callchains were recorded.
+    #[serde(default)]
+    pub inclusive_samples: u64,
+    /// `inclusive_samples` as a percent of the enclosing total's samples (0–100).
+    #[serde(default)]
+    pub inclusive_percent: f64,
 }
 
 /// One thread of a VM (a vCPU, or another VMM thread), or a host CPU in system-wide mode.
@@ -129,6 +140,10 @@ pub struct VmReport {
     /// Active mode: the guest's own view from the in-guest helper.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guest: Option<GuestView>,
+    /// The VM's host-seen stacks, every thread's, most samples first; filled when the
+    /// snapshot asks for stacks (folded, flame graph, pprof, `--children`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stacks: Vec<StackRow>,
 }
 
 /// Active mode's view of one VM: what the in-guest helper told, per guest process.
@@ -144,6 +159,10 @@ pub struct GuestView {
     /// re-attributed through the guest's maps) or are the helper's own sampling, shown beside
     /// the host's view (`false`: the host sees no guest IPs).
     pub in_class_table: bool,
+    /// Guest stacks sampled by the helper with the guest's own callchains
+    /// ([`StackOrigin::Helper`]), most samples first; empty when the helper sent none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stacks: Vec<StackRow>,
 }
 
 /// A whole profile: what `hvprof report` prints.
@@ -161,6 +180,12 @@ pub struct Profile {
     pub vms: Vec<VmReport>,
     /// Samples of processes that are not VMs (system-wide mode).
     pub host_other: Option<ThreadReport>,
+    /// Stacks of `host_other`, when the snapshot asks for stacks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_stacks: Vec<StackRow>,
+    /// Whether samples carried callchains (recorded with `-g` / `--call-graph`).
+    #[serde(default)]
+    pub callchains: bool,
     /// Samples over everything.
     pub total_samples: u64,
     /// Lost records over everything.

@@ -148,6 +148,7 @@ impl Sink {
             processes: out.processes,
             samples: out.attributed.len() as u64,
             in_class_table,
+            stacks: Vec::new(),
         };
         self.guest_views.push((vm, view.clone()));
         self.agg.set_guest_view(VmId::Vmm(vm), view);

@@ -490,6 +490,8 @@ mod tests {
             symbol: Symbol::named(name, "[guest.user]"),
             samples: 10,
             percent: 100.0,
+            inclusive_samples: 10,
+            inclusive_percent: 100.0,
         }
     }
 

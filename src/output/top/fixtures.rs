@@ -51,6 +51,8 @@ pub(super) fn thread(tid: i32, vcpu: Option<u32>, rows: &[(Class, &str, u64)]) -
                 symbol: Symbol::named(name, "[guest]"),
                 samples: n,
                 percent: 0.0,
+                inclusive_samples: n,
+                inclusive_percent: 0.0,
             })
             .collect(),
     }
@@ -90,6 +92,7 @@ pub(super) fn vm(pid: i32, vcpus: Vec<ThreadReport>) -> VmReport {
         vcpus,
         other_threads: Vec::new(),
         guest: None,
+        stacks: Vec::new(),
     }
 }
 
@@ -117,6 +120,8 @@ pub(super) fn profile(secs: u64, vms: Vec<VmReport>) -> Profile {
         },
         guest_ips: GuestIpStatus::default(),
         notes: vec!["a note".into()],
+        host_stacks: Vec::new(),
+        callchains: false,
         total_samples: vms.iter().map(|v| v.samples).sum(),
         vms,
         host_other: None,

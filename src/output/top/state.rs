@@ -281,6 +281,8 @@ fn sub_symbols(cur: &[SymbolRow], prev: Option<&[SymbolRow]>, total: u64) -> Vec
                 symbol: r.symbol.clone(),
                 samples,
                 percent: pct(samples, total),
+                inclusive_samples: samples,
+                inclusive_percent: pct(samples, total),
             })
         })
         .collect();
