@@ -287,6 +287,38 @@ impl<E: Record, const MAX: usize> Wire<Vec<E>> for List<MAX> {
     }
 }
 
+/// `u64[]`: `u32 count` + `count` little-endian `u64`s, at most `MAX` of them (callchain
+/// addresses). The encoder sends the first `MAX`; the decoder checks `count * 8` against the
+/// bytes present before allocating, then `count <= MAX` ([`ProtoError::FieldTooLong`]).
+pub(crate) enum Words<const MAX: usize> {}
+
+impl<const MAX: usize> Wire<Vec<u64>> for Words<MAX> {
+    const MIN_LEN: usize = 4;
+    fn put(v: &Vec<u64>, w: &mut Enc<'_>) {
+        let n = v.len().min(MAX).min(u32::MAX as usize);
+        w.raw(&(n as u32).to_le_bytes());
+        for x in &v[..n] {
+            w.raw(&x.to_le_bytes());
+        }
+    }
+    fn get(d: &mut Dec<'_>, field: &'static str) -> Result<Vec<u64>, ProtoError> {
+        let n = d.count(field, 8)?;
+        if n > MAX {
+            return Err(ProtoError::FieldTooLong {
+                msg: d.msg,
+                field,
+                len: n,
+                max: MAX,
+            });
+        }
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(u64::from_le_bytes(d.arr(field)?));
+        }
+        Ok(v)
+    }
+}
+
 /// `s` cut to at most `max` bytes at a character boundary.
 pub fn truncate_str(s: &str, max: usize) -> &str {
     if s.len() <= max {

@@ -59,11 +59,11 @@ pub use codec::truncate_str;
 pub use error::ProtoError;
 pub use frame::{decode_payload, parse_header, read_message, FrameDecoder, FrameHeader};
 pub use limits::{
-    Limits, HEADER_LEN, MAGIC, MAX_KEY, MAX_PAYLOAD, MAX_SEGMENTS, MAX_STR, SAMPLE_WIRE_LEN,
-    SWITCH_WIRE_LEN, VERSION,
+    Limits, HEADER_LEN, MAGIC, MAX_CALLCHAIN, MAX_KEY, MAX_PAYLOAD, MAX_SEGMENTS, MAX_STR,
+    SAMPLE_WIRE_LEN, STACK_SAMPLE_MIN_LEN, SWITCH_WIRE_LEN, VERSION,
 };
 pub use message::{
-    ClockInfo, Hello, Message, Module, MsgType, Segment, TaskKind, WireSample, WireSwitch,
-    WireSymbol, CLOCK_PERF_LOCAL, HELLO_KALLSYMS, HELLO_MMAP_BUILD_ID, HELLO_SIDEBAND, LOST_HELPER,
-    LOST_SAMPLES, LOST_SIDEBAND,
+    ClockInfo, Hello, Message, Module, MsgType, Segment, StackSample, TaskKind, WireSample,
+    WireSwitch, WireSymbol, CLOCK_PERF_LOCAL, HELLO_CALLCHAINS, HELLO_KALLSYMS,
+    HELLO_MMAP_BUILD_ID, HELLO_SIDEBAND, LOST_HELPER, LOST_SAMPLES, LOST_SIDEBAND,
 };

@@ -19,6 +19,14 @@ pub const MAX_SEGMENTS: usize = 256;
 pub const SAMPLE_WIRE_LEN: usize = 38;
 /// Size in bytes of one encoded [`WireSwitch`](crate::WireSwitch).
 pub const SWITCH_WIRE_LEN: usize = 21;
+/// Most frames in one [`StackSample`](crate::StackSample)'s callchain (`PERF_CONTEXT_*`
+/// markers not counted). 128 is one more than Linux's default `kernel.perf_event_max_stack`
+/// (127, kernel/events/callchain.c), so no chain the guest kernel builds by default is cut
+/// on the wire; the helper asks for fewer (`attr.sample_max_stack`).
+pub const MAX_CALLCHAIN: usize = 128;
+/// Size in bytes of one encoded [`StackSample`](crate::StackSample) with an empty
+/// callchain (a [`WireSample`](crate::WireSample), `u16 kernel_frames`, `u32 count`).
+pub const STACK_SAMPLE_MIN_LEN: usize = SAMPLE_WIRE_LEN + 2 + 4;
 
 /// Bounds applied by the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

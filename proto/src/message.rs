@@ -7,10 +7,12 @@
 //! both generated from this one list.
 
 use crate::codec::{
-    Blob, Bool, Dec, Enc, Key, List, Rec, Record, Str, Wire, I32, U16, U32, U64, U8,
+    Blob, Bool, Dec, Enc, Key, List, Rec, Record, Str, Wire, Words, I32, U16, U32, U64, U8,
 };
 use crate::error::ProtoError;
-use crate::limits::{MAX_SEGMENTS, SAMPLE_WIRE_LEN, SWITCH_WIRE_LEN};
+use crate::limits::{
+    MAX_CALLCHAIN, MAX_SEGMENTS, SAMPLE_WIRE_LEN, STACK_SAMPLE_MIN_LEN, SWITCH_WIRE_LEN,
+};
 
 /// Clock id value meaning "perf's default event clock" (`local_clock()`, no `use_clockid`).
 pub const CLOCK_PERF_LOCAL: i32 = -1;
@@ -21,6 +23,10 @@ pub const HELLO_KALLSYMS: u32 = 1;
 pub const HELLO_MMAP_BUILD_ID: u32 = 2;
 /// [`Hello::flags`]: the sideband stream (comm, mmap, switch) is open.
 pub const HELLO_SIDEBAND: u32 = 4;
+/// [`Hello::flags`]: the helper samples with callchains and sends them in
+/// [`Message::StackSamples`] (samples whose chain the kernel could not take still come in
+/// [`Message::Samples`]).
+pub const HELLO_CALLCHAINS: u32 = 8;
 
 /// Which stream lost data, in [`Message::Lost`]: the sideband stream.
 pub const LOST_SIDEBAND: u8 = 0;
@@ -190,6 +196,50 @@ impl Record for WireSwitch {
     }
 }
 
+/// One guest sample with its callchain (`PERF_SAMPLE_CALLCHAIN` of the helper's cpu-clock
+/// event), in [`Message::StackSamples`].
+///
+/// Wire: a [`WireSample`], `u16 kernel_frames`, `u64[] ips` (at most [`MAX_CALLCHAIN`]).
+/// `kernel_frames` greater than the number of `ips` is [`ProtoError::Invalid`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackSample {
+    /// The sample (its `ip` is the leaf).
+    pub sample: WireSample,
+    /// How many of the leading `ips` are guest kernel frames (`PERF_CONTEXT_KERNEL`); the
+    /// rest are guest user frames (`PERF_CONTEXT_USER`) of the sampled process.
+    pub kernel_frames: u16,
+    /// Guest virtual addresses, leaf first, `PERF_CONTEXT_*` markers removed: the first is
+    /// the interrupted instruction (normally `sample.ip`), the others return addresses (the
+    /// host looks up `ip - 1` for them, the call instruction). Kernel frames come from the
+    /// guest kernel's unwinder, user frames from frame pointers.
+    pub ips: Vec<u64>,
+}
+
+impl Record for StackSample {
+    const MIN_LEN: usize = STACK_SAMPLE_MIN_LEN;
+
+    fn put(&self, w: &mut Enc<'_>) {
+        self.sample.put(w);
+        let n = self.ips.len().min(MAX_CALLCHAIN);
+        U16::put(&self.kernel_frames.min(n as u16), w);
+        <Words<MAX_CALLCHAIN> as Wire<Vec<u64>>>::put(&self.ips, w);
+    }
+
+    fn get(d: &mut Dec<'_>) -> Result<StackSample, ProtoError> {
+        let sample = WireSample::get(d)?;
+        let kernel_frames = U16::get(d, "kernel_frames")?;
+        let ips = <Words<MAX_CALLCHAIN> as Wire<Vec<u64>>>::get(d, "ips")?;
+        if usize::from(kernel_frames) > ips.len() {
+            return Err(d.invalid("kernel_frames", u64::from(kernel_frames)));
+        }
+        Ok(StackSample {
+            sample,
+            kernel_frames,
+            ips,
+        })
+    }
+}
+
 /// Fork or exit of a guest task. Wire: one `u8`, 0 fork, 1 exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskKind {
@@ -222,6 +272,12 @@ impl Record for TaskKind {
 // The fixed sizes the docs (and the helper's batching) rely on.
 const _: () = assert!(<WireSample as Record>::MIN_LEN == SAMPLE_WIRE_LEN);
 const _: () = assert!(<WireSwitch as Record>::MIN_LEN == SWITCH_WIRE_LEN);
+const _: () = assert!(
+    <WireSample as Record>::MIN_LEN
+        + <U16 as Wire<u16>>::MIN_LEN
+        + <Words<1> as Wire<Vec<u64>>>::MIN_LEN
+        == STACK_SAMPLE_MIN_LEN
+);
 const _: () = assert!(<Segment as Record>::MIN_LEN == 32);
 const _: () = assert!(<Module as Record>::MIN_LEN == 18);
 const _: () = assert!(<WireSymbol as Record>::MIN_LEN == 18);
@@ -372,6 +428,11 @@ messages! {
         /// Guest event-clock time, ns.
         now_ns: u64 => U64,
     };
+
+    /// A batch of the helper's samples with their callchains (added in version 1 without
+    /// changing any other message: a helper sends it only after announcing
+    /// [`HELLO_CALLCHAINS`], hosts that predate it never see it from an older helper).
+    StackSamples = 18, "stack-samples" (count: Vec<StackSample> => List);
 
     /// Host → guest: the host (re)attached; the helper answers with a full resend, starting
     /// with a hello.

@@ -333,3 +333,94 @@ fn type_codes_and_names_round_trip() {
     assert_eq!(MsgType::from_code(0), None);
     assert_eq!(MsgType::Ping.to_string(), "ping");
 }
+
+fn stack_sample(kernel_frames: u16, ips: Vec<u64>) -> StackSample {
+    StackSample {
+        sample: WireSample {
+            ip: ips.first().copied().unwrap_or(1),
+            pid: 2,
+            tid: 3,
+            time: 4,
+            cpu: 1,
+            misc: 2,
+            period: 1_000_000,
+        },
+        kernel_frames,
+        ips,
+    }
+}
+
+#[test]
+fn stack_samples_round_trip_with_pinned_layout() {
+    let m = Message::StackSamples(vec![
+        stack_sample(0, vec![0x40_1000, 0x40_2005, 0x40_3009]),
+        stack_sample(
+            2,
+            vec![0xffff_ffff_8100_1000, 0xffff_ffff_8100_2000, 0x40_1000],
+        ),
+        stack_sample(0, vec![]),
+    ]);
+    let f = m.to_frame();
+    assert_eq!(&f[6..8], &[18, 0], "type 18");
+    // count, then the first element: 38 sample bytes, u16 kernel_frames, u32 count, u64s.
+    assert_eq!(&f[12..16], &3u32.to_le_bytes());
+    assert_eq!(&f[16..24], &0x40_1000u64.to_le_bytes(), "sample.ip");
+    assert_eq!(&f[16 + 38..16 + 40], &0u16.to_le_bytes(), "kernel_frames");
+    assert_eq!(&f[16 + 40..16 + 44], &3u32.to_le_bytes(), "ips count");
+    assert_eq!(&f[16 + 44..16 + 52], &0x40_1000u64.to_le_bytes(), "ips[0]");
+    let len = 4 + 3 * STACK_SAMPLE_MIN_LEN + 8 * (3 + 3);
+    assert_eq!(f.len(), HEADER_LEN + len);
+    assert_eq!(decode_all(&f).unwrap(), vec![m]);
+    assert_eq!(MsgType::from_code(18), Some(MsgType::StackSamples));
+    assert_eq!(MsgType::StackSamples.to_string(), "stack-samples");
+}
+
+#[test]
+fn stack_samples_bounds_are_clean_errors() {
+    // The encoder cuts a chain to MAX_CALLCHAIN frames (leaf first), so it decodes.
+    let long: Vec<u64> = (0..MAX_CALLCHAIN as u64 + 10).collect();
+    let f = Message::StackSamples(vec![stack_sample(200, long.clone())]).to_frame();
+    match &decode_all(&f).unwrap()[0] {
+        Message::StackSamples(v) => {
+            assert_eq!(v[0].ips, long[..MAX_CALLCHAIN]);
+            assert_eq!(usize::from(v[0].kernel_frames), MAX_CALLCHAIN);
+        }
+        m => panic!("{m:?}"),
+    }
+    // kernel_frames past the chain.
+    let mut f = Message::StackSamples(vec![stack_sample(1, vec![7])]).to_frame();
+    f[12 + 4 + 38..12 + 4 + 40].copy_from_slice(&2u16.to_le_bytes());
+    assert!(matches!(
+        decode_all(&f),
+        Err(ProtoError::Invalid {
+            field: "kernel_frames",
+            value: 2,
+            ..
+        })
+    ));
+    // A chain count over MAX_CALLCHAIN whose words are all present.
+    let n = MAX_CALLCHAIN + 1;
+    let mut p = Vec::new();
+    p.extend_from_slice(&1u32.to_le_bytes());
+    p.extend_from_slice(&[0u8; 38]);
+    p.extend_from_slice(&0u16.to_le_bytes());
+    p.extend_from_slice(&(n as u32).to_le_bytes());
+    p.extend_from_slice(&vec![0u8; 8 * n]);
+    let mut f = Vec::new();
+    f.extend_from_slice(&MAGIC.to_le_bytes());
+    f.extend_from_slice(&VERSION.to_le_bytes());
+    f.extend_from_slice(&(MsgType::StackSamples as u16).to_le_bytes());
+    f.extend_from_slice(&(p.len() as u32).to_le_bytes());
+    f.extend_from_slice(&p);
+    assert!(matches!(
+        decode_all(&f),
+        Err(ProtoError::FieldTooLong { field: "ips", len, max: MAX_CALLCHAIN, .. }) if len == n
+    ));
+    // A chain count far larger than the bytes present: refused before allocating.
+    let cut = 12 + 4 + 38 + 2;
+    f[cut..cut + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(
+        decode_all(&f),
+        Err(ProtoError::Truncated { field: "ips", .. })
+    ));
+}

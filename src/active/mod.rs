@@ -98,6 +98,11 @@ pub struct ActiveOutcome {
     pub summary: GuestSummary,
     /// Notes for the report.
     pub notes: Vec<String>,
+    /// Guest call stacks from the helper's own samples (their callchains resolved through
+    /// the guest's symbols; leaf-only rows for samples without a chain), per guest CPU and
+    /// guest process, most samples first ([`GuestModel::guest_stacks`]). Empty when the
+    /// helper did not sample.
+    pub stacks: Vec<crate::report::stack::StackRow>,
 }
 
 /// How far the helper got within [`ActiveSession::await_helper`]'s wait.
@@ -194,6 +199,7 @@ impl ActiveSession {
         let status = self.conn.status();
         let mut model = self.conn.finish();
         let helper_samples = model.take_samples();
+        let helper_chains = model.take_chains();
         let mut notes: Vec<String> = model.notes().to_vec();
         let (attributed, from): (Vec<_>, &str) = if !host_tagged.is_empty() {
             if !helper_samples.is_empty() {
@@ -231,6 +237,9 @@ impl ActiveSession {
             ));
         }
         let processes = guest_process_reports(model.vm_pid(), &attributed, self.opts.top);
+        // The helper's callchains are the only guest stacks there are (the host kernel gives
+        // none for guest-tagged samples), so they are shown whichever samples fed the classes.
+        let stacks = model.guest_stacks(&helper_samples, &helper_chains);
         let h = model.hello().cloned();
         let summary = GuestSummary {
             vm_pid: model.vm_pid(),
@@ -260,6 +269,7 @@ impl ActiveSession {
             processes,
             summary,
             notes,
+            stacks,
         }
     }
 }

@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 
-use hvprof_perf::abi;
 use hvprof_perf::record::{Record, RecordDecoder};
 use hvprof_perf::Target;
 
@@ -22,6 +21,8 @@ use crate::report::GuestView;
 /// samples of the VM are held back for the merge with the guest.
 pub(super) struct Sink {
     pub(super) attributor: Attributor,
+    /// Decodes the rings' records (the counters' attr shapes them: `-g` adds callchains).
+    pub(super) decoder: RecordDecoder,
     pub(super) agg: Aggregator,
     pub(super) writer: Option<Recorder>,
     pub(super) hung_up: HashSet<Target>,
@@ -80,7 +81,7 @@ impl Sink {
         if recording && self.active_vm.is_none() {
             return Ok(());
         }
-        for r in RecordDecoder::new(abi::HVPROF_SAMPLE_TYPE).records(&bytes) {
+        for r in self.decoder.records(&bytes) {
             match r {
                 Record::Sample(rec) => {
                     let s = rec.sample;
@@ -95,7 +96,7 @@ impl Sink {
                         }
                     }
                     if !recording {
-                        self.attributor.attribute_into(&s, &mut self.agg);
+                        self.attributor.attribute_record_into(&rec, &mut self.agg);
                     }
                 }
                 Record::Lost { lost, .. } | Record::LostSamples { lost, .. } => {
@@ -148,7 +149,7 @@ impl Sink {
             processes: out.processes,
             samples: out.attributed.len() as u64,
             in_class_table,
-            stacks: Vec::new(),
+            stacks: out.stacks,
         };
         self.guest_views.push((vm, view.clone()));
         self.agg.set_guest_view(VmId::Vmm(vm), view);

@@ -69,6 +69,7 @@ impl GuestModel {
             Message::SymtabChunk { file_key, symbols } => self.on_symtab_chunk(&file_key, symbols),
             Message::SymtabEnd { file_key } => self.on_symtab_end(&file_key),
             Message::Samples(v) => self.on_samples(v),
+            Message::StackSamples(v) => self.on_stack_samples(v),
             Message::Lost { kind, count, .. } => {
                 self.on_lost(kind, count);
                 Ok(())

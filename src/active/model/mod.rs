@@ -12,8 +12,9 @@
 //! One file per part of the model, each with the handlers of the messages that feed it:
 //! `apply` (the dispatcher, session messages), `tasks` (processes, threads, names, maps),
 //! `symbols` (kallsyms, modules, symbol tables, symbol lookups), `timeline` (context
-//! switches per guest CPU), `samples` (the helper's samples), `attribution` (samples →
-//! attributed samples with guest context).
+//! switches per guest CPU), `samples` (the helper's samples and their callchains),
+//! `attribution` (samples → attributed samples with guest context), `stacks` (callchains →
+//! guest stack rows).
 //!
 //! ```
 //! use hvprof::active::model::{GuestModel, Budget};
@@ -26,6 +27,7 @@
 mod apply;
 mod attribution;
 mod samples;
+mod stacks;
 mod symbols;
 mod tasks;
 #[cfg(test)]
@@ -40,7 +42,8 @@ use hvprof_symbols::Kallsyms;
 use super::clock::ClockSync;
 
 pub use attribution::GuestContext;
-pub use samples::{GuestSample, KERNEL_HALF};
+pub use samples::{GuestChain, GuestSample, KERNEL_HALF};
+pub use stacks::MAX_STACK_FRAMES;
 pub use timeline::{OnCpu, Timeline};
 
 pub use crate::report::guest::ModelStats;
@@ -114,6 +117,7 @@ pub struct GuestModel {
     tables: HashMap<Vec<u8>, Table>,
     timelines: HashMap<u32, Timeline>,
     samples: Vec<GuestSample>,
+    chains: Vec<GuestChain>,
     notes: Vec<String>,
     stats: ModelStats,
     bytes: usize,
@@ -143,6 +147,7 @@ impl GuestModel {
             tables: HashMap::new(),
             timelines: HashMap::new(),
             samples: Vec::new(),
+            chains: Vec::new(),
             notes: Vec::new(),
             stats: ModelStats::default(),
             bytes: 0,
@@ -224,12 +229,18 @@ impl GuestModel {
         let notes = std::mem::take(&mut self.notes);
         let stats = std::mem::take(&mut self.stats);
         let samples = std::mem::take(&mut self.samples);
+        let chains = std::mem::take(&mut self.chains);
         let budget = self.budget;
         *self = GuestModel::new(self.vm_pid, budget);
         self.vcpu_tids = keep_vcpus;
         self.notes = notes;
         self.stats = stats;
-        self.bytes = samples.len() * std::mem::size_of::<GuestSample>();
+        self.bytes = samples.len() * std::mem::size_of::<GuestSample>()
+            + chains
+                .iter()
+                .map(|c| std::mem::size_of::<GuestChain>() + 8 * c.ips.len())
+                .sum::<usize>();
         self.samples = samples;
+        self.chains = chains;
     }
 }
