@@ -39,6 +39,7 @@ pub mod error;
 pub mod kallsyms;
 pub mod maps;
 mod mmap;
+pub mod unwind;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -49,6 +50,7 @@ pub use elf::{demangle, ElfFile, ElfKind, ElfSym, LoadSegment, SourceLoc};
 pub use error::{Error, Result};
 pub use kallsyms::{Kallsyms, KernelSym, MAX_SYMBOL_SPAN};
 pub use maps::{MapEntry, MapPath, Perms, ProcMaps};
+pub use unwind::{Unwinder, UserRegs};
 
 /// The `dso` name [`Symbolizer::symbolize_kernel`] gives core-kernel symbols (perf's name).
 pub const KERNEL_DSO: &str = "[kernel.kallsyms]";
