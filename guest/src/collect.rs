@@ -1,6 +1,7 @@
 //! The helper's perf events inside the guest: per guest CPU, a dummy event carrying the
 //! sideband (comm, mmap2 with build-ids, fork/exit, context switches) and, unless disabled, a
-//! cpu-clock sampling event (`IP|TID|TIME|CPU|PERIOD`).
+//! cpu-clock sampling event (`IP|TID|TIME|CPU|PERIOD`, plus `CALLCHAIN` with kernel and user
+//! frames, at most `callchain_depth` of them, unless that is 0).
 //!
 //! Stage: guest kernel → **perf rings** → records. Input: CPU list and options; output:
 //! decoded [`Record`]s per drain, from the one perf layer (`hvprof-perf`) the host uses too.
@@ -19,6 +20,9 @@ pub const CLOCK_MONOTONIC: i32 = libc::CLOCK_MONOTONIC;
 
 /// Sample type of the sampling event.
 pub const SAMPLE_TYPE: u64 = abi::HVPROF_SAMPLE_TYPE;
+/// Default deepest callchain the helper asks for, in frames (`attr.sample_max_stack`;
+/// Linux's `kernel.perf_event_max_stack` defaults to 127).
+pub const CALLCHAIN_DEPTH: u16 = 64;
 /// Sample type (and `sample_id` trailer) of the sideband event.
 pub const SIDEBAND_TYPE: u64 = abi::SAMPLE_TID | abi::SAMPLE_TIME | abi::SAMPLE_CPU;
 
@@ -81,6 +85,30 @@ impl EventClock {
     }
 }
 
+/// The cpu-clock sampling attr at `freq` Hz; with `depth` > 0 it also takes callchains of
+/// at most `depth` frames (`PERF_SAMPLE_CALLCHAIN`, `sample_max_stack`; perf_event_open(2)).
+fn sampling_attr(clock: EventClock, freq: u32, depth: u16) -> hvprof_perf::abi::perf_event_attr {
+    let sample_type = if depth > 0 {
+        SAMPLE_TYPE | abi::SAMPLE_CALLCHAIN
+    } else {
+        SAMPLE_TYPE
+    };
+    let mut a = clock
+        .apply(
+            AttrBuilder::new(abi::TYPE_SOFTWARE, abi::sw::CPU_CLOCK)
+                .sample_type(sample_type)
+                .frequency(u64::from(freq))
+                .disabled(true)
+                .sample_id_all(true)
+                .wakeup_events(0),
+        )
+        .build();
+    // AttrBuilder has no setter for it; the field is plain data (include/uapi/linux/
+    // perf_event.h, `__u16 sample_max_stack`, Linux ≥ 4.8; 0 = the sysctl's maximum).
+    a.sample_max_stack = depth;
+    a
+}
+
 fn dummy_attr() -> AttrBuilder {
     AttrBuilder::new(abi::TYPE_SOFTWARE, abi::sw::DUMMY).sample_type(SIDEBAND_TYPE)
 }
@@ -132,6 +160,8 @@ pub struct Collector {
     pub sideband: bool,
     /// Sampling events are open.
     pub sampling: bool,
+    /// Deepest callchain the sampling events take, in frames; 0: they take none.
+    pub callchain_depth: u16,
     /// Problems met while opening, for notes to the host.
     pub problems: Vec<String>,
     buf: Vec<u8>,
@@ -149,17 +179,25 @@ impl std::fmt::Debug for Collector {
 
 impl Collector {
     /// Opens the events on `cpus` (disabled; see [`Collector::enable`]). `freq` is the
-    /// sampling frequency in Hz, 0 for no sampling.
+    /// sampling frequency in Hz, 0 for no sampling; `callchain_depth` the deepest callchain
+    /// (kernel and user frames) a sample takes, 0 for none. When the guest kernel refuses
+    /// callchains, the sampling events are opened without them and a problem is noted.
     ///
     /// # Errors
     /// The first `perf_event_open` error when no event at all could be opened.
-    pub fn open(cpus: &[u32], freq: u32, clock: EventClock) -> io::Result<Collector> {
+    pub fn open(
+        cpus: &[u32],
+        freq: u32,
+        callchain_depth: u16,
+        clock: EventClock,
+    ) -> io::Result<Collector> {
         let mut c = Collector {
             streams: Vec::new(),
             clock,
             mmap_build_id: true,
             sideband: false,
             sampling: false,
+            callchain_depth,
             problems: Vec::new(),
             buf: Vec::new(),
         };
@@ -174,17 +212,18 @@ impl Collector {
                 }
             }
             if freq > 0 {
-                let a = clock
-                    .apply(
-                        AttrBuilder::new(abi::TYPE_SOFTWARE, abi::sw::CPU_CLOCK)
-                            .sample_type(SAMPLE_TYPE)
-                            .frequency(u64::from(freq))
-                            .disabled(true)
-                            .sample_id_all(true)
-                            .wakeup_events(0),
-                    )
-                    .build();
-                let fd = PerfFd::open(&a, Target::Cpu(cpu), "cpu-clock");
+                let mut a = sampling_attr(clock, freq, c.callchain_depth);
+                let mut fd = PerfFd::open(&a, Target::Cpu(cpu), "cpu-clock");
+                if c.callchain_depth > 0 {
+                    if let Err(e) = &fd {
+                        c.problems.push(format!(
+                            "cpu-clock sampling with callchains on guest cpu {cpu}: {e}; sampling without them (leaf-only guest stacks)"
+                        ));
+                        c.callchain_depth = 0;
+                        a = sampling_attr(clock, freq, 0);
+                        fd = PerfFd::open(&a, Target::Cpu(cpu), "cpu-clock");
+                    }
+                }
                 match fd.and_then(|fd| Stream::new(fd, &a, 64, cpu, true)) {
                     Ok(stream) => {
                         c.streams.push(stream);

@@ -18,7 +18,10 @@
 use std::collections::HashSet;
 use std::io::{self, Write};
 
-use hvprof_proto::{Message, Segment, WireSample, WireSwitch, WireSymbol, MAX_STR};
+use hvprof_proto::{
+    Message, Segment, StackSample, WireSample, WireSwitch, WireSymbol, MAX_CALLCHAIN, MAX_STR,
+    STACK_SAMPLE_MIN_LEN,
+};
 
 /// Largest kallsyms piece per frame, in bytes (1 MiB).
 pub const KALLSYMS_CHUNK: usize = 1 << 20;
@@ -28,6 +31,10 @@ pub const SYMTAB_CHUNK_BYTES: usize = 4 << 20;
 pub const SAMPLE_BATCH: usize = 4096;
 /// Switches per [`Message::Switches`] frame.
 pub const SWITCH_BATCH: usize = 4096;
+/// Samples with callchains per [`Message::StackSamples`] frame (at most ~1.1 MiB of payload
+/// with full [`MAX_CALLCHAIN`]-frame chains, far under the 16 MiB limit).
+pub const STACK_BATCH: usize = 1024;
+const _: () = assert!(STACK_BATCH * (STACK_SAMPLE_MIN_LEN + 8 * MAX_CALLCHAIN) < 2 << 20);
 
 /// Frames messages onto `W`.
 #[derive(Debug)]
@@ -35,6 +42,7 @@ pub struct Sender<W: Write> {
     w: W,
     buf: Vec<u8>,
     samples: Vec<WireSample>,
+    stacks: Vec<StackSample>,
     switches: Vec<WireSwitch>,
     tables: HashSet<Vec<u8>>,
     bytes: u64,
@@ -48,6 +56,7 @@ impl<W: Write> Sender<W> {
             w,
             buf: Vec::new(),
             samples: Vec::new(),
+            stacks: Vec::new(),
             switches: Vec::new(),
             tables: HashSet::new(),
             bytes: 0,
@@ -168,6 +177,18 @@ impl<W: Write> Sender<W> {
         Ok(())
     }
 
+    /// Queues a sample with its callchain; sends a batch when [`STACK_BATCH`] are queued.
+    ///
+    /// # Errors
+    /// The writer's error.
+    pub fn stack_sample(&mut self, s: StackSample) -> io::Result<()> {
+        self.stacks.push(s);
+        if self.stacks.len() >= STACK_BATCH {
+            self.flush_stacks()?;
+        }
+        Ok(())
+    }
+
     /// Queues a switch; sends a batch when [`SWITCH_BATCH`] are queued.
     ///
     /// # Errors
@@ -188,6 +209,14 @@ impl<W: Write> Sender<W> {
         Ok(())
     }
 
+    fn flush_stacks(&mut self) -> io::Result<()> {
+        if !self.stacks.is_empty() {
+            let v = std::mem::take(&mut self.stacks);
+            self.send(&Message::StackSamples(v))?;
+        }
+        Ok(())
+    }
+
     fn flush_switches(&mut self) -> io::Result<()> {
         if !self.switches.is_empty() {
             let v = std::mem::take(&mut self.switches);
@@ -196,20 +225,24 @@ impl<W: Write> Sender<W> {
         Ok(())
     }
 
-    /// Sends queued switches, then queued samples, and flushes the writer.
+    /// Sends queued switches, then queued samples (without, then with callchains), and
+    /// flushes the writer.
     ///
     /// # Errors
     /// The writer's error.
     pub fn flush(&mut self) -> io::Result<()> {
         self.flush_switches()?;
         self.flush_samples()?;
+        self.flush_stacks()?;
         self.w.flush()
     }
 
-    /// Drops queued samples and switches (after a write error); returns how many.
+    /// Drops queued samples (with or without callchains) and switches (after a write error);
+    /// returns how many.
     pub fn discard_queued(&mut self) -> (usize, usize) {
-        let r = (self.samples.len(), self.switches.len());
+        let r = (self.samples.len() + self.stacks.len(), self.switches.len());
         self.samples.clear();
+        self.stacks.clear();
         self.switches.clear();
         r
     }

@@ -24,7 +24,7 @@ pub fn run(opts: &Options) -> Result<String, HelperError> {
     let clock = EventClock::probe();
     let cpus = procfs::online_cpus();
     let mut notes = Vec::new();
-    let collector = match Collector::open(&cpus, opts.freq, clock) {
+    let collector = match Collector::open(&cpus, opts.freq, opts.callchain_depth, clock) {
         Ok(c) => {
             notes.extend(c.problems.iter().cloned());
             Some(c)

@@ -12,6 +12,8 @@ pub struct Options {
     pub channel: Channel,
     /// Sampling frequency in Hz; 0 disables the helper's own sampling.
     pub freq: u32,
+    /// Deepest callchain (guest kernel + user frames) of each sample; 0: no callchains.
+    pub callchain_depth: u16,
     /// Stop after this long (from the first connection); None: until SIGINT/SIGTERM.
     pub duration: Option<Duration>,
     /// The guest's proc root.
@@ -23,11 +25,13 @@ pub struct Options {
 }
 
 impl Options {
-    /// Defaults: 1000 Hz sampling, no duration, `/proc`.
+    /// Defaults: 1000 Hz sampling with callchains of at most
+    /// [`CALLCHAIN_DEPTH`](crate::collect::CALLCHAIN_DEPTH) frames, no duration, `/proc`.
     pub fn new(channel: Channel) -> Options {
         Options {
             channel,
             freq: 1000,
+            callchain_depth: crate::collect::CALLCHAIN_DEPTH,
             duration: None,
             proc_root: PathBuf::from("/proc"),
             verbose: false,
@@ -75,6 +79,20 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                     })?;
             }
             "--no-sampling" => o.freq = 0,
+            "--callchain-depth" => {
+                let v = get(&mut i)?;
+                o.callchain_depth = v
+                    .parse()
+                    .ok()
+                    .filter(|&d: &u16| usize::from(d) <= hvprof_proto::MAX_CALLCHAIN)
+                    .ok_or_else(|| {
+                        format!(
+                            "--callchain-depth wants 0..={} frames, got {v:?}",
+                            hvprof_proto::MAX_CALLCHAIN
+                        )
+                    })?;
+            }
+            "--no-callchain" => o.callchain_depth = 0,
             "--duration" => {
                 let v = get(&mut i)?;
                 let s: f64 = v
@@ -100,7 +118,8 @@ hvprof-guest: hvprof's in-guest helper. Streams the guest's symbols, processes, 
 context switches and (unless --no-sampling) its own cpu-clock samples to hvprof on the host.
 
 USAGE: hvprof-guest [--port PATH | --vsock CID:PORT | --tcp HOST:PORT] [--freq HZ]
-                    [--no-sampling] [--duration SECONDS] [-v]
+                    [--no-sampling] [--callchain-depth N | --no-callchain]
+                    [--duration SECONDS] [-v]
 
   --port PATH        virtio-serial port (default: the port named org.hvprof.0, found via
                      /dev/virtio-ports/ or /sys/class/virtio-ports/*/name)
@@ -108,6 +127,9 @@ USAGE: hvprof-guest [--port PATH | --vsock CID:PORT | --tcp HOST:PORT] [--freq H
   --tcp HOST:PORT    TCP (QEMU user networking: the host is 10.0.2.2)
   --freq HZ          sampling frequency inside the guest (default 1000)
   --no-sampling      sideband and symbols only (hosts that see guest IPs themselves)
+  --callchain-depth N  deepest callchain (guest kernel + user frames, frame pointers) of
+                     each sample (default 64, at most 128)
+  --no-callchain     samples without callchains (leaf-only guest stacks on the host)
   --duration S       stop after S seconds (default: until SIGINT/SIGTERM)
   -v, --verbose      progress on stderr
 Runs as root in the guest (system-wide perf events, kallsyms).";
@@ -125,6 +147,7 @@ mod tests {
         let o = parse_args(&[]).unwrap();
         assert_eq!(o.channel, Channel::Port(None));
         assert_eq!(o.freq, 1000);
+        assert_eq!(o.callchain_depth, crate::collect::CALLCHAIN_DEPTH);
         let o = parse_args(&args("--tcp 127.0.0.1:9 --freq 99 --duration 2.5")).unwrap();
         assert_eq!(o.channel, Channel::Tcp("127.0.0.1:9".into()));
         assert_eq!(o.freq, 99);
@@ -133,6 +156,17 @@ mod tests {
         assert_eq!(o.channel, Channel::Vsock { cid: 2, port: 5000 });
         assert_eq!(o.freq, 0);
         assert!(parse_args(&args("--freq 0")).is_err());
+        assert_eq!(
+            parse_args(&args("--no-callchain")).unwrap().callchain_depth,
+            0
+        );
+        assert_eq!(
+            parse_args(&args("--callchain-depth=16"))
+                .unwrap()
+                .callchain_depth,
+            16
+        );
+        assert!(parse_args(&args("--callchain-depth 129")).is_err());
         assert!(parse_args(&args("--bogus")).is_err());
         assert!(parse_args(&args("--tcp")).is_err());
         assert!(parse_args(&args("--duration -1")).is_err());

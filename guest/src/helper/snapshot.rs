@@ -5,7 +5,8 @@
 use std::io;
 
 use hvprof_proto::{
-    Hello, Message, HELLO_KALLSYMS, HELLO_MMAP_BUILD_ID, HELLO_SIDEBAND, LOST_HELPER,
+    Hello, Message, HELLO_CALLCHAINS, HELLO_KALLSYMS, HELLO_MMAP_BUILD_ID, HELLO_SIDEBAND,
+    LOST_HELPER,
 };
 
 use super::maps::{dev_ino_key, MapInfo};
@@ -34,6 +35,14 @@ impl State {
             self.collector.as_ref().map_or((false, false, false), |c| {
                 (c.sideband, c.sampling, c.mmap_build_id)
             });
+        if sampling
+            && self
+                .collector
+                .as_ref()
+                .is_some_and(|c| c.callchain_depth > 0)
+        {
+            flags |= HELLO_CALLCHAINS;
+        }
         if sideband {
             flags |= HELLO_SIDEBAND;
         }
