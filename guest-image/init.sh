@@ -6,6 +6,9 @@
 #   hvprof.helper_args=ARGS    args for /bin/hvprof-guest
 #                              (default: contents of /etc/hvprof-guest.args, else none)
 #   hvprof.workload_args=ARGS  args for /bin/hvprof-workload (default: -d DURATION)
+#   hvprof.workload_mode=MODE  workload mode: shares (default; hot_alpha/beta/gamma
+#                              60/30/10) or callers (hot_shared via via_left/via_right
+#                              70/30, for call-stack tests); passed as -m MODE
 #   hvprof.duration=S          workload run time in seconds (default 20; 0 = forever)
 #   hvprof.workload=0          do not start the workload (guest idles DURATION s)
 #   hvprof.grace=S             seconds between workload exit and poweroff (default 2)
@@ -70,6 +73,9 @@ DURATION=$(param hvprof.duration) || DURATION=20
 GRACE=$(param hvprof.grace) || GRACE=2
 RUN_WORKLOAD=$(param hvprof.workload) || RUN_WORKLOAD=1
 WORKLOAD_ARGS=$(param hvprof.workload_args) || WORKLOAD_ARGS="-d $DURATION"
+if WORKLOAD_MODE=$(param hvprof.workload_mode); then
+	WORKLOAD_ARGS="-m $WORKLOAD_MODE $WORKLOAD_ARGS"
+fi
 if ! HELPER_ARGS=$(param hvprof.helper_args); then
 	HELPER_ARGS=$(cat /etc/hvprof-guest.args 2>/dev/null) || HELPER_ARGS=
 fi

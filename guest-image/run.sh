@@ -21,6 +21,8 @@ usage: guest-image/run.sh [options]
   --log PATH             console log (default: RUN_DIR/console.log)
   --duration S           workload run time (hvprof.duration=S; default 20, 0 = forever)
   --workload-args STR    hvprof.workload_args="STR" (overrides --duration)
+  --workload-mode MODE   shares (default: 60/30/10) or callers (hot_shared via
+                         via_left/via_right 70/30; hvprof.workload_mode=MODE)
   --no-workload          do not start the workload (hvprof.workload=0)
   --helper-args STR      hvprof.helper_args="STR"
   --append STR           more kernel command line
@@ -62,6 +64,7 @@ while [ $# -gt 0 ]; do
 	--log) LOG=${2:?}; shift 2 ;;
 	--duration) APPEND+=("hvprof.duration=${2:?}"); shift 2 ;;
 	--workload-args) APPEND+=("hvprof.workload_args=\"${2:?}\""); shift 2 ;;
+	--workload-mode) APPEND+=("hvprof.workload_mode=${2:?}"); shift 2 ;;
 	--no-workload) APPEND+=("hvprof.workload=0"); shift ;;
 	--helper-args) APPEND+=("hvprof.helper_args=\"${2?}\""); shift 2 ;;
 	--append) APPEND+=("${2:?}"); shift 2 ;;

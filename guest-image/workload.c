@@ -23,7 +23,22 @@
  * this ELF file. The binary is static and not PIE, so its addresses are the
  * link-time ones.
  *
- * Usage: hvprof-workload [-d SECONDS] [-t THREADS] [-u UNIT] [SECONDS]
+ * Mode "callers" (-m callers) instead runs one hot function reached from two
+ * callers, for call-stack tests:
+ *
+ *     via_left  -> hot_shared: 7 * unit   -> ~70% of the time, stack via_left
+ *     via_right -> hot_shared: 3 * unit   -> ~30%, stack via_right
+ *
+ * laid out and started like the shares mode (chunks 0-6 via_left, 7-9
+ * via_right, from a pseudo-random chunk). via_left and via_right are
+ * noinline/noclone and do a little work after the call, so gcc can neither
+ * inline nor tail-call them away: with frame pointers every sample in
+ * hot_shared unwinds through exactly one of them.
+ *
+ * Usage: hvprof-workload [-m MODE] [-d SECONDS] [-t THREADS] [-u UNIT] [SECONDS]
+ *     -m MODE                  shares (default: hot_alpha/beta/gamma 60/30/10)
+ *                              or callers (hot_shared via via_left/via_right
+ *                              70/30)
  *     -d / positional SECONDS  run time, default 20; 0 = until killed
  *     -t THREADS               threads running the same rounds, default 1
  *     -u UNIT                  iterations per share unit, default 1000000
@@ -34,6 +49,7 @@
  * Output (stdout, one line each, flushed):
  *     hvprof-workload: start pid=P tid=T duration_s=D threads=N unit=U
  *     hvprof-workload: sym hot_alpha=0x... hot_beta=0x... hot_gamma=0x...
+ *     (callers mode: sym hot_shared=0x... via_left=0x... via_right=0x...)
  *     hvprof-workload: done rounds=R elapsed_ms=E
  */
 #define _GNU_SOURCE
@@ -81,6 +97,31 @@ __attribute__((noinline, noclone)) void hot_gamma(unsigned long n)
 	sink += acc;
 }
 
+/*
+ * Mode "callers": one hot function (the same body as the three above), reached
+ * from two callers in a known proportion.
+ */
+__attribute__((noinline, noclone)) void hot_shared(unsigned long n)
+{
+	volatile unsigned long acc = 0;
+	for (unsigned long i = 0; i < n; i++)
+		acc += i ^ (acc >> 3);
+	sink += acc;
+}
+
+/* The work after the call keeps the call a call (no tail call to hot_shared). */
+__attribute__((noinline, noclone)) void via_left(unsigned long n)
+{
+	hot_shared(n);
+	sink += 1;
+}
+
+__attribute__((noinline, noclone)) void via_right(unsigned long n)
+{
+	hot_shared(n);
+	sink += 1;
+}
+
 /* A little kernel work per round: a cheap syscall and a procfs read. */
 __attribute__((noinline)) static void kernel_work(void)
 {
@@ -98,6 +139,7 @@ __attribute__((noinline)) static void kernel_work(void)
 }
 
 struct config {
+	int callers;       /* mode "callers" */
 	double duration_s; /* 0: until killed */
 	unsigned long unit;
 	int threads;
@@ -146,6 +188,28 @@ __attribute__((noinline)) static void run_round(unsigned long unit, unsigned sta
 	}
 }
 
+/*
+ * Mode "callers": chunks 0-6 go through via_left, 7-9 through via_right, from
+ * chunk START on, wrapping around, as in run_round().
+ */
+__attribute__((noinline)) static void run_round_callers(unsigned long unit, unsigned start)
+{
+	unsigned pos = start % 10, left = 10;
+
+	while (left) {
+		unsigned end = pos < 7 ? 7 : 10;
+		unsigned n = end - pos;
+		if (n > left)
+			n = left;
+		if (pos < 7)
+			via_left(n * unit);
+		else
+			via_right(n * unit);
+		left -= n;
+		pos = (pos + n) % 10;
+	}
+}
+
 __attribute__((noinline)) static unsigned long run_rounds(const struct config *cfg, unsigned seed)
 {
 	const double start = now_s();
@@ -154,7 +218,10 @@ __attribute__((noinline)) static unsigned long run_rounds(const struct config *c
 
 	while (!stop_requested) {
 		rng = rng * 1103515245u + 12345u; /* deterministic LCG */
-		run_round(cfg->unit, (rng >> 16) % 10);
+		if (cfg->callers)
+			run_round_callers(cfg->unit, (rng >> 16) % 10);
+		else
+			run_round(cfg->unit, (rng >> 16) % 10);
 		kernel_work();
 		rounds++;
 		if (cfg->duration_s > 0 && now_s() - start >= cfg->duration_s)
@@ -179,7 +246,7 @@ static void on_signal(int sig)
 static void usage(const char *argv0)
 {
 	fprintf(stderr,
-		"usage: %s [-d SECONDS] [-t THREADS] [-u UNIT] [SECONDS]\n",
+		"usage: %s [-m shares|callers] [-d SECONDS] [-t THREADS] [-u UNIT] [SECONDS]\n",
 		argv0);
 	exit(2);
 }
@@ -200,7 +267,7 @@ static double parse_double(const char *s, const char *what)
 
 int main(int argc, char **argv)
 {
-	struct config cfg = { .duration_s = 20, .unit = 1000000, .threads = 1 };
+	struct config cfg = { .callers = 0, .duration_s = 20, .unit = 1000000, .threads = 1 };
 	const char *env_unit = getenv("HVPROF_WORKLOAD_UNIT");
 	struct sigaction sa;
 	struct worker *workers;
@@ -210,8 +277,16 @@ int main(int argc, char **argv)
 
 	if (env_unit && *env_unit)
 		cfg.unit = (unsigned long)parse_double(env_unit, "HVPROF_WORKLOAD_UNIT");
-	while ((opt = getopt(argc, argv, "d:t:u:h")) != -1) {
+	while ((opt = getopt(argc, argv, "m:d:t:u:h")) != -1) {
 		switch (opt) {
+		case 'm':
+			if (strcmp(optarg, "callers") == 0)
+				cfg.callers = 1;
+			else if (strcmp(optarg, "shares") == 0)
+				cfg.callers = 0;
+			else
+				usage(argv[0]);
+			break;
 		case 'd':
 			cfg.duration_s = parse_double(optarg, "duration");
 			break;
@@ -236,11 +311,15 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("hvprof-workload: start pid=%d tid=%ld duration_s=%g threads=%d unit=%lu\n",
+	printf("hvprof-workload: start pid=%d tid=%ld duration_s=%g threads=%d unit=%lu mode=%s\n",
 	       (int)getpid(), (long)syscall(SYS_gettid), cfg.duration_s,
-	       cfg.threads, cfg.unit);
-	printf("hvprof-workload: sym hot_alpha=%p hot_beta=%p hot_gamma=%p\n",
-	       (void *)hot_alpha, (void *)hot_beta, (void *)hot_gamma);
+	       cfg.threads, cfg.unit, cfg.callers ? "callers" : "shares");
+	if (cfg.callers)
+		printf("hvprof-workload: sym hot_shared=%p via_left=%p via_right=%p\n",
+		       (void *)hot_shared, (void *)via_left, (void *)via_right);
+	else
+		printf("hvprof-workload: sym hot_alpha=%p hot_beta=%p hot_gamma=%p\n",
+		       (void *)hot_alpha, (void *)hot_beta, (void *)hot_gamma);
 
 	start = now_s();
 	workers = calloc((size_t)cfg.threads, sizeof *workers);
