@@ -152,6 +152,70 @@ pub enum Rate {
     Period(u64),
 }
 
+/// `-g` / `--call-graph MODE`: how call stacks are recorded (perf record's spelling,
+/// tools/perf/util/callchain.c `parse_callchain_record`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallGraph {
+    /// `fp`: the kernel walks frame pointers (`PERF_SAMPLE_CALLCHAIN`); host kernel stacks are
+    /// always right, user stacks only for code built with frame pointers.
+    Fp,
+    /// `dwarf[,SIZE]`: kernel frames from `PERF_SAMPLE_CALLCHAIN`, user frames unwound at report
+    /// time from `PERF_SAMPLE_REGS_USER` + `PERF_SAMPLE_STACK_USER` (`stack_bytes` of the user
+    /// stack per sample) with the ELF files' `.eh_frame`.
+    Dwarf {
+        /// Bytes of user stack copied per sample (8-aligned, ≤ 65528: the record size is a u16).
+        stack_bytes: u32,
+    },
+}
+
+impl CallGraph {
+    /// perf's default `dwarf` stack dump size, in bytes (tools/perf/util/callchain.h
+    /// `default_stack_dump_size`).
+    pub const DEFAULT_STACK_BYTES: u32 = 8192;
+    /// The largest user stack dump a sample record can hold (perf's `MAX_STACK_DUMP_SIZE`
+    /// rounded down to 8 bytes: the record header's size is a u16).
+    pub const MAX_STACK_BYTES: u32 = 65528;
+
+    /// `PERF_SAMPLE_REGS_USER` mask for x86-64 DWARF unwinding: BP (6), SP (7), IP (8)
+    /// (arch/x86/include/uapi/asm/perf_regs.h); dumped in bit order.
+    pub const REGS_USER_MASK: u64 = (1 << 6) | (1 << 7) | (1 << 8);
+}
+
+impl std::str::FromStr for CallGraph {
+    type Err = Error;
+
+    /// `fp`, `dwarf` or `dwarf,SIZE` (bytes, rounded up to 8).
+    fn from_str(s: &str) -> Result<CallGraph> {
+        let bad = |why: String| Error::InvalidOption(format!("--call-graph {s}: {why}"));
+        let (mode, size) = match s.split_once(',') {
+            Some((m, z)) => (m, Some(z)),
+            None => (s, None),
+        };
+        match (mode, size) {
+            ("fp", None) => Ok(CallGraph::Fp),
+            ("dwarf", None) => Ok(CallGraph::Dwarf {
+                stack_bytes: CallGraph::DEFAULT_STACK_BYTES,
+            }),
+            ("dwarf", Some(z)) => {
+                let n: u32 = z
+                    .parse()
+                    .map_err(|_| bad(format!("stack size {z:?} is not a number of bytes")))?;
+                let n = n.div_ceil(8).saturating_mul(8);
+                if n == 0 || n > CallGraph::MAX_STACK_BYTES {
+                    return Err(bad(format!(
+                        "stack size must be 8..={} bytes",
+                        CallGraph::MAX_STACK_BYTES
+                    )));
+                }
+                Ok(CallGraph::Dwarf { stack_bytes: n })
+            }
+            ("lbr", _) => Err(bad("lbr needs Intel's last branch records, which hvprof does not read; use fp or dwarf".into())),
+            _ => Err(bad("expected fp, dwarf or dwarf,SIZE".into())),
+        }
+    }
+}
+
 /// Everything needed to open one sampling counter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterSpec {
@@ -168,6 +232,8 @@ pub struct CounterSpec {
     /// Also record the sideband a recording needs to be symbolized later: MMAP2 (new
     /// mappings, `attr.mmap2`) and COMM records (`attr.comm`), as perf record's tracking event.
     pub sideband: bool,
+    /// Record call stacks (`-g` / `--call-graph`); None: leaf IPs only.
+    pub call_graph: Option<CallGraph>,
 }
 
 impl Default for CounterSpec {
@@ -179,6 +245,7 @@ impl Default for CounterSpec {
             exclude_host: false,
             wakeup_bytes: 16 * 1024,
             sideband: false,
+            call_graph: None,
         }
     }
 }
@@ -206,8 +273,18 @@ pub fn counter_attr(
     target: Target,
 ) -> Result<hvprof_perf::abi::perf_event_attr> {
     let ev = &spec.event;
+    let sample_type = match spec.call_graph {
+        None => abi::HVPROF_SAMPLE_TYPE,
+        Some(CallGraph::Fp) => abi::HVPROF_SAMPLE_TYPE | abi::SAMPLE_CALLCHAIN,
+        Some(CallGraph::Dwarf { .. }) => {
+            abi::HVPROF_SAMPLE_TYPE
+                | abi::SAMPLE_CALLCHAIN
+                | abi::SAMPLE_REGS_USER
+                | abi::SAMPLE_STACK_USER
+        }
+    };
     let mut b = AttrBuilder::new(ev.type_, ev.config)
-        .sample_type(abi::HVPROF_SAMPLE_TYPE)
+        .sample_type(sample_type)
         .disabled(true)
         .sample_id_all(true)
         // EXIT records for the monitored thread itself (per-thread counters only: per CPU they
@@ -233,6 +310,14 @@ pub fn counter_attr(
     b = b
         .exclude_guest(spec.exclude_guest || ev.exclude_guest)
         .exclude_host(spec.exclude_host || ev.exclude_host);
+    if let Some(CallGraph::Dwarf { stack_bytes }) = spec.call_graph {
+        // As perf record --call-graph dwarf: the kernel's user callchain would be frame-pointer
+        // garbage for code without frame pointers; the report unwinds the stack copy instead.
+        b = b
+            .sample_regs_user(CallGraph::REGS_USER_MASK)
+            .sample_stack_user(stack_bytes)
+            .exclude_callchain_user(true);
+    }
     if spec.sideband {
         b = b.mmap(true).mmap2(true).comm(true).comm_exec(true);
     }

@@ -7,11 +7,17 @@
 //! output: [`Aggregator::snapshot`], which does not consume the aggregator, so a live view
 //! (`hvprof top`) can take one every refresh while samples keep coming.
 
+mod counts;
+mod stacks;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+pub(crate) use counts::Counts;
+use counts::ThreadTable;
+pub use counts::{SymId, SymbolTable};
+pub use stacks::{StackKey, StackTable, MAX_FRAMES};
 
 use crate::attribute::{Attributed, Class, Symbol};
 use crate::counters::Rate;
@@ -20,154 +26,6 @@ use crate::report::{
     ClassRow, GuestIpStatus, GuestView, Meta, Profile, SymbolRow, ThreadReport, VmReport,
     SCHEMA_VERSION,
 };
-
-/// An interned [`Symbol`]: its index in the aggregator's [`SymbolTable`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SymId(u32);
-
-/// Every distinct symbol seen, each stored once; samples refer to them by [`SymId`], so the
-/// per-sample path hashes a small integer key, never a string.
-#[derive(Debug, Default, Clone)]
-pub struct SymbolTable {
-    syms: Vec<Symbol>,
-    index: FxHashMap<Symbol, SymId>,
-}
-
-impl SymbolTable {
-    /// The id of `sym`, adding it on first sight.
-    pub fn intern(&mut self, sym: &Symbol) -> SymId {
-        if let Some(&id) = self.index.get(sym) {
-            return id;
-        }
-        let id = SymId(self.syms.len() as u32);
-        self.syms.push(sym.clone());
-        self.index.insert(sym.clone(), id);
-        id
-    }
-
-    /// The symbol of `id`.
-    pub fn get(&self, id: SymId) -> &Symbol {
-        &self.syms[id.0 as usize]
-    }
-
-    /// Distinct symbols.
-    pub fn len(&self) -> usize {
-        self.syms.len()
-    }
-
-    /// True before the first symbol.
-    pub fn is_empty(&self) -> bool {
-        self.syms.is_empty()
-    }
-}
-
-/// Samples, period, losses and per-(class, landing, symbol) counts of one bucket (a thread, a
-/// VM, a guest process).
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Counts {
-    /// The process of the first sample (places a thread unknown to the machines in its VM).
-    pid: Option<i32>,
-    pub(crate) samples: u64,
-    pub(crate) period: u64,
-    lost: u64,
-    throttled: u64,
-    /// (class, landing, symbol) → (samples, period).
-    by_symbol: FxHashMap<Key, (u64, u64)>,
-}
-
-/// A bucket of [`Counts`]: hashed as one packed u64 (one multiply with Fx, not three).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Key {
-    class: Class,
-    landing: bool,
-    sym: SymId,
-}
-
-impl std::hash::Hash for Key {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        h.write_u64(
-            (self.class as u64) << 33 | u64::from(self.landing) << 32 | u64::from(self.sym.0),
-        );
-    }
-}
-
-impl Counts {
-    /// Adds one sample of `period` events.
-    pub(crate) fn add(&mut self, class: Class, landing: bool, sym: SymId, period: u64) {
-        // Saturating: periods and counts may come from a recording, which is untrusted input.
-        self.samples = self.samples.saturating_add(1);
-        self.period = self.period.saturating_add(period);
-        let e = self
-            .by_symbol
-            .entry(Key {
-                class,
-                landing,
-                sym,
-            })
-            .or_default();
-        e.0 = e.0.saturating_add(1);
-        e.1 = e.1.saturating_add(period);
-    }
-
-    fn merge(&mut self, o: &Counts) {
-        self.samples = self.samples.saturating_add(o.samples);
-        self.period = self.period.saturating_add(o.period);
-        self.lost = self.lost.saturating_add(o.lost);
-        self.throttled = self.throttled.saturating_add(o.throttled);
-        for (k, (n, p)) in &o.by_symbol {
-            let e = self.by_symbol.entry(*k).or_default();
-            e.0 = e.0.saturating_add(*n);
-            e.1 = e.1.saturating_add(*p);
-        }
-    }
-
-    /// Whether any sample of class `class` was counted.
-    fn has_class(&self, class: Class) -> bool {
-        self.by_symbol.keys().any(|k| k.class == class)
-    }
-
-    /// Every (effective class, symbol, samples, period) with the hidden-guest policy applied.
-    fn rows(&self, hide: bool) -> impl Iterator<Item = (Class, SymId, u64, u64)> + '_ {
-        self.by_symbol
-            .iter()
-            .map(move |(k, (n, p))| (k.class.effective(k.landing, hide), k.sym, *n, *p))
-    }
-}
-
-/// Per-thread counts: an index by tid, and the last thread used (samples come in runs of one
-/// thread, a ring's drain at a time), so most samples find their thread without hashing.
-#[derive(Debug, Default)]
-struct ThreadTable {
-    index: FxHashMap<i32, usize>,
-    counts: Vec<(i32, Counts)>,
-    last: Option<(i32, usize)>,
-}
-
-impl ThreadTable {
-    fn get_mut(&mut self, tid: i32) -> &mut Counts {
-        let i = match self.last {
-            Some((t, i)) if t == tid => i,
-            _ => {
-                let counts = &mut self.counts;
-                let i = *self.index.entry(tid).or_insert_with(|| {
-                    counts.push((tid, Counts::default()));
-                    counts.len() - 1
-                });
-                self.last = Some((tid, i));
-                i
-            }
-        };
-        &mut self.counts[i].1
-    }
-
-    fn get(&self, tid: i32) -> Option<&Counts> {
-        Some(&self.counts[*self.index.get(&tid)?].1)
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &(i32, Counts)> {
-        self.counts.iter()
-    }
-}
 
 /// Counts of nothing, for lookups of a thread with no counts.
 static NO_COUNTS: std::sync::LazyLock<Counts> = std::sync::LazyLock::new(Counts::default);
@@ -186,6 +44,7 @@ pub struct Aggregator {
     hint: Option<String>,
     guest_views: HashMap<VmId, GuestView>,
     cpu_rings: Counts,
+    stacks: StackTable,
 }
 
 impl Aggregator {
@@ -242,6 +101,33 @@ impl Aggregator {
         let c = self.threads.get_mut(s.tid);
         c.pid.get_or_insert(s.pid);
         c.add(class, landing, sym, s.period);
+    }
+
+    /// Adds one sample with its call stack: the leaf as [`Aggregator::add_interned`] does,
+    /// and the path `leaf` ← `callers[0]` ← … (nearest caller first, symbols interned in this
+    /// aggregator). `leaf_only`: the sample came without a callchain (guest samples, whose
+    /// callchain the host kernel does not give) — its stack is the leaf alone, and says so.
+    pub fn add_stack(
+        &mut self,
+        s: &hvprof_perf::Sample,
+        leaf: (Class, bool, SymId),
+        callers: &[(Class, SymId)],
+        leaf_only: bool,
+    ) {
+        let (class, landing, sym) = leaf;
+        self.add_interned(s, class, landing, sym);
+        let node = self.stacks.intern((class, sym), callers);
+        let key = StackKey {
+            leaf: node,
+            landing,
+            leaf_only,
+        };
+        self.threads.get_mut(s.tid).add_stack(key, s.period);
+    }
+
+    /// Whether any sample came with a stack ([`Aggregator::add_stack`]).
+    pub fn has_stacks(&self) -> bool {
+        !self.stacks.is_empty()
     }
 
     /// The id of `sym` in this aggregator's symbol table.
@@ -349,8 +235,10 @@ impl Aggregator {
             Rate::Period(p) if meta.period_is_ns && p > 0 => Some(1_000_000_000 / p.max(10_000)),
             _ => None,
         };
+        let with_stacks = self.has_stacks();
         let thread_report = |tid: i32, vcpu: Option<u32>, name: String, c: &Counts| {
             let on_cpu_ns = self.on_cpu.get(&tid).copied();
+            let stacks = with_stacks.then_some(&self.stacks);
             ThreadReport {
                 tid,
                 vcpu,
@@ -364,7 +252,13 @@ impl Aggregator {
                 lost: c.lost,
                 throttled: c.throttled,
                 classes: class_rows(c, hide),
-                top_symbols: symbol_rows(c, &self.symbols, hide, top),
+                top_symbols: symbol_rows_with_stacks(c, &self.symbols, stacks, hide, top),
+            }
+        };
+        let stacks_of = |c: &Counts, tid: i32, vcpu: Option<u32>, name: &str, out: &mut Vec<_>| {
+            if with_stacks {
+                let owner = stacks::StackOwner { tid, vcpu, name };
+                stacks::stack_rows(c, &self.stacks, &self.symbols, hide, &owner, out);
             }
         };
         // Group threads by VM once (sorted by tid for stable output).
@@ -386,6 +280,7 @@ impl Aggregator {
             let mut total = Counts::default();
             let mut vcpus = Vec::new();
             let mut others = Vec::new();
+            let mut vm_stacks = Vec::new();
             let tids = by_vm.get(&vm.id).map(Vec::as_slice).unwrap_or_default();
             let by_code = self.vcpus_by_translated_code(vm, tids);
             if !by_code.is_empty() {
@@ -411,7 +306,9 @@ impl Aggregator {
                 let t = vm.threads.get(&tid);
                 let name = t.map_or_else(|| format!("tid {tid}"), |t| t.name.clone());
                 let found = by_code.iter().find(|(t, _)| *t == tid).map(|(_, i)| *i);
-                match t.and_then(|t| t.vcpu).or(found) {
+                let vcpu = t.and_then(|t| t.vcpu).or(found);
+                stacks_of(c, tid, vcpu, &name, &mut vm_stacks);
+                match vcpu {
                     Some(i) => vcpus.push(thread_report(tid, Some(i), name, c)),
                     None if c.samples > 0 || c.lost > 0 => {
                         others.push(thread_report(tid, None, name, c))
@@ -420,6 +317,7 @@ impl Aggregator {
                 }
             }
             vcpus.sort_by_key(|t| t.vcpu);
+            stacks::sort_rows(&mut vm_stacks);
             all.merge(&total);
             vms.push(VmReport {
                 id: vm.id,
@@ -430,11 +328,17 @@ impl Aggregator {
                 lost: total.lost,
                 throttled: total.throttled,
                 classes: class_rows(&total, hide),
-                top_symbols: symbol_rows(&total, &self.symbols, hide, top),
+                top_symbols: symbol_rows_with_stacks(
+                    &total,
+                    &self.symbols,
+                    with_stacks.then_some(&self.stacks),
+                    hide,
+                    top,
+                ),
                 vcpus,
                 other_threads: others,
                 guest: self.guest_views.get(&vm.id).cloned(),
-                stacks: Vec::new(),
+                stacks: vm_stacks,
             });
         }
         all.merge(&other);
@@ -447,6 +351,17 @@ impl Aggregator {
         }
         let host_other = (other.samples > 0 || other.lost > 0)
             .then(|| thread_report(-1, None, "host (not a VM)".into(), &other));
+        let mut host_stacks = Vec::new();
+        if host_other.is_some() {
+            // Per thread, so each stack keeps its thread's id and name.
+            for (tid, c) in self.threads.iter() {
+                let vm = self.owner(*tid, c);
+                if vm.is_none() {
+                    stacks_of(c, *tid, None, "host", &mut host_stacks);
+                }
+            }
+            stacks::sort_rows(&mut host_stacks);
+        }
         Profile {
             schema: SCHEMA_VERSION,
             meta,
@@ -459,8 +374,8 @@ impl Aggregator {
             notes,
             vms,
             host_other,
-            host_stacks: Vec::new(),
-            callchains: false,
+            host_stacks,
+            callchains: with_stacks,
             total_samples: all.samples,
             total_lost: all.lost,
             total_throttled: all.throttled,
@@ -506,26 +421,54 @@ pub(crate) fn symbol_rows(
     hide: bool,
     top: usize,
 ) -> Vec<SymbolRow> {
-    let mut merged: HashMap<(Class, SymId), u64> = HashMap::new();
+    symbol_rows_with_stacks(c, table, None, hide, top)
+}
+
+/// The `top` symbol rows of `c`, most samples first — or, when `stacks` is given and `c`'s
+/// samples carried stacks, most inclusive ("children") samples first, callers with no sample
+/// of their own included, as `perf report --children` lists them.
+pub(crate) fn symbol_rows_with_stacks(
+    c: &Counts,
+    table: &SymbolTable,
+    stacks: Option<&StackTable>,
+    hide: bool,
+    top: usize,
+) -> Vec<SymbolRow> {
+    let mut merged: HashMap<(Class, SymId), (u64, u64)> = HashMap::new();
     for (class, sym, n, _) in c.rows(hide) {
         let e = merged.entry((class, sym)).or_default();
-        *e = e.saturating_add(n);
+        e.0 = e.0.saturating_add(n);
+    }
+    let children = stacks.filter(|_| !c.stacks.is_empty());
+    if let Some(t) = children {
+        for (k, n) in stacks::inclusive(c, t, hide) {
+            merged.entry(k).or_default().1 = n;
+        }
+    } else {
+        for v in merged.values_mut() {
+            v.1 = v.0;
+        }
     }
     let mut rows: Vec<SymbolRow> = merged
         .into_iter()
-        .map(|((class, sym), n)| SymbolRow {
+        .map(|((class, sym), (n, incl))| SymbolRow {
             class,
             symbol: table.get(sym).clone(),
             samples: n,
             percent: pct(n, c.samples),
-            inclusive_samples: n,
-            inclusive_percent: pct(n, c.samples),
+            inclusive_samples: incl,
+            inclusive_percent: pct(incl, c.samples),
         })
         .collect();
     rows.sort_by(|a, b| {
-        b.samples
-            .cmp(&a.samples)
-            .then_with(|| a.symbol.cmp(&b.symbol))
+        let key = |r: &SymbolRow| {
+            if children.is_some() {
+                (r.inclusive_samples, r.samples)
+            } else {
+                (r.samples, 0)
+            }
+        };
+        key(b).cmp(&key(a)).then_with(|| a.symbol.cmp(&b.symbol))
     });
     rows.truncate(top);
     rows

@@ -28,6 +28,7 @@ mod class;
 mod guest;
 mod host;
 mod kvm;
+mod stack;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -66,6 +67,8 @@ pub struct Attributor {
     /// vCPU-thread flag) → what a sample there counts as. Guest and host kernel symbols are
     /// found by one binary search; their names are built once per symbol, not per IP.
     by_symbol: FxHashMap<SymbolKey, Counted>,
+    /// A stack's caller frames, reused from sample to sample.
+    frames: Vec<(Class, SymId)>,
 }
 
 /// [`Attributor::attribute_into`]'s first-level key: a sample's (thread, IP, cpumode), hashed
@@ -85,7 +88,7 @@ impl std::hash::Hash for FastKey {
 }
 
 /// What a sample counts as in an aggregator: class, landing, interned symbol.
-type Counted = (Class, bool, SymId);
+pub(crate) type Counted = (Class, bool, SymId);
 
 /// A symbol found without its name: (space, symbol table address, symbol start, cpumode or
 /// vCPU-thread flag).
@@ -122,6 +125,7 @@ impl Attributor {
             fast: FxHashMap::default(),
             fast_for: 0,
             by_symbol: FxHashMap::default(),
+            frames: Vec::new(),
         }
     }
 
@@ -169,6 +173,14 @@ impl Attributor {
     /// report. A (thread, IP, cpumode) seen before costs one hash lookup; the first sight goes
     /// through [`Attributor::attribute`] (or a per-symbol cache for guest and kernel IPs).
     pub fn attribute_into(&mut self, s: &Sample, agg: &mut Aggregator) {
+        let (class, landing, sym) = self.resolve(s, agg);
+        agg.add_interned(s, class, landing, sym);
+    }
+
+    /// What sample `s` counts as in `agg` — class, landing, interned symbol — through the
+    /// caches: the per-sample path of [`Attributor::attribute_into`] and of every frame of a
+    /// stack.
+    pub(crate) fn resolve(&mut self, s: &Sample, agg: &mut Aggregator) -> Counted {
         if self.fast_for != agg.identity() {
             self.fast.clear();
             self.by_symbol.clear();
@@ -179,9 +191,8 @@ impl Attributor {
             ip: s.ip,
             mode: s.cpumode as u8,
         };
-        if let Some(&(class, landing, sym)) = self.fast.get(&key) {
-            agg.add_interned(s, class, landing, sym);
-            return;
+        if let Some(&hit) = self.fast.get(&key) {
+            return hit;
         }
         let sym_key = self.symbol_key(s);
         let hit = sym_key.and_then(|k| self.by_symbol.get(&k).copied());
@@ -207,7 +218,7 @@ impl Attributor {
             }
             self.fast.insert(key, (class, landing, sym));
         }
-        agg.add_interned(s, class, landing, sym);
+        (class, landing, sym)
     }
 
     /// The symbol a guest-mode or host-kernel sample falls in, as a cache key, found without

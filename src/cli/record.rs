@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use hvprof::counters::{CounterSpec, EventSpec, Rate};
+use hvprof::counters::{CallGraph, CounterSpec, EventSpec, Rate};
 use hvprof::session::{self, RecordOptions};
 
 use super::output::{emit, OutputArgs};
@@ -31,9 +31,9 @@ pub struct SamplingArgs {
     /// Count only while vCPUs run guest code (attr.exclude_host).
     #[arg(long)]
     pub exclude_host: bool,
-    /// Data pages per ring buffer (a power of two).
-    #[arg(short = 'm', long = "mmap-pages", default_value_t = 64)]
-    pub mmap_pages: usize,
+    /// Data pages per ring buffer (a power of two; default 64, more under --call-graph dwarf).
+    #[arg(short = 'm', long = "mmap-pages")]
+    pub mmap_pages: Option<usize>,
 }
 
 /// `hvprof record` arguments.
@@ -49,6 +49,13 @@ pub struct RecordArgs {
     /// Guest symbol map in kallsyms/System.map format (passive mode): FILE for every VM, or PID=FILE.
     #[arg(long = "guest-kallsyms")]
     pub guest_kallsyms: Vec<String>,
+    /// Record call stacks (frame pointers), as `perf record -g`.
+    #[arg(short = 'g', conflicts_with = "call_graph")]
+    pub g: bool,
+    /// Record call stacks: fp (frame pointers) or dwarf[,SIZE] (user stacks unwound from a
+    /// SIZE-byte stack copy per sample, default 8192), as `perf record --call-graph`.
+    #[arg(long = "call-graph", value_name = "MODE")]
+    pub call_graph: Option<String>,
     /// Write a recording here instead of printing the report.
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
@@ -79,7 +86,22 @@ pub fn run(a: RecordArgs) -> anyhow::Result<()> {
     let scope = a.target.scope();
     let mut opts = RecordOptions::new(scope);
     opts.counter = counter_spec(&a.sampling)?;
-    opts.ring_pages = a.sampling.mmap_pages;
+    opts.counter.call_graph = match (&a.call_graph, a.g) {
+        (Some(m), _) => Some(m.parse::<CallGraph>()?),
+        (None, true) => Some(CallGraph::Fp),
+        (None, false) => None,
+    };
+    opts.ring_pages = a.sampling.mmap_pages.unwrap_or(64);
+    if let (Some(CallGraph::Dwarf { stack_bytes }), None) =
+        (opts.counter.call_graph, a.sampling.mmap_pages)
+    {
+        // Each sample carries its stack copy: give the ring room for ~64 of them per wakeup.
+        let page = hvprof_perf::sys::page_size();
+        let want = (stack_bytes as usize * 64)
+            .div_ceil(page)
+            .next_power_of_two();
+        opts.ring_pages = opts.ring_pages.max(want);
+    }
     opts.duration = a.duration.map(Duration::from_secs_f64);
     opts.guest_kallsyms = parse_guest_kallsyms(&a.guest_kallsyms)?;
     opts.output = a.output.clone();

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use crate::counters::Rate;
 use crate::report::guest::GuestProcessReport;
-use crate::report::{ClassRow, GuestView, Profile, SymbolRow, ThreadReport};
+use crate::report::{ClassRow, GuestView, Profile, StackRow, SymbolRow, ThreadReport};
 
 /// Renders the profile as text. `top` limits symbols shown per thread.
 pub fn render(p: &Profile, top: usize) -> String {
@@ -52,9 +52,10 @@ pub fn render(p: &Profile, top: usize) -> String {
             vm.name, vm.pid, vm.vcpu_count, vm.samples, vm.lost, vm.throttled
         );
         classes(&mut o, "   ", &vm.classes);
-        symbols(&mut o, "   ", &vm.top_symbols, top);
+        symbols(&mut o, "   ", &vm.top_symbols, top, p.callchains);
+        stacks(&mut o, "   ", &vm.stacks, top.min(5));
         for t in vm.vcpus.iter().chain(&vm.other_threads) {
-            thread(&mut o, t, top);
+            thread(&mut o, t, top, p.callchains);
         }
         if let Some(g) = &vm.guest {
             guest_view(&mut o, g, top);
@@ -62,7 +63,7 @@ pub fn render(p: &Profile, top: usize) -> String {
     }
     if let Some(h) = &p.host_other {
         let _ = writeln!(o, "\n== host processes that are not VMs");
-        thread(&mut o, h, top);
+        thread(&mut o, h, top, p.callchains);
     }
     o
 }
@@ -101,7 +102,7 @@ fn guest_view(o: &mut String, g: &GuestView, top: usize) {
     }
 }
 
-fn thread(o: &mut String, t: &ThreadReport, top: usize) {
+fn thread(o: &mut String, t: &ThreadReport, top: usize, children: bool) {
     let who = match t.vcpu {
         Some(i) => format!("vCPU {i} (tid {}, {})", t.tid, t.name),
         None if t.tid >= 0 => format!("thread {} ({})", t.tid, t.name),
@@ -117,7 +118,7 @@ fn thread(o: &mut String, t: &ThreadReport, top: usize) {
         t.samples, t.lost, t.throttled
     );
     classes(o, "     ", &t.classes);
-    symbols(o, "     ", &t.top_symbols, top);
+    symbols(o, "     ", &t.top_symbols, top, children);
 }
 
 fn classes(o: &mut String, ind: &str, rows: &[ClassRow]) {
@@ -132,8 +133,54 @@ fn classes(o: &mut String, ind: &str, rows: &[ClassRow]) {
     }
 }
 
-fn symbols(o: &mut String, ind: &str, rows: &[SymbolRow], top: usize) {
+/// The hottest stacks, leaf first (`leaf ← caller ← …`), at most 8 frames each.
+fn stacks(o: &mut String, ind: &str, rows: &[StackRow], top: usize) {
+    let with_callers: Vec<&StackRow> = rows.iter().filter(|r| !r.leaf_only).take(top).collect();
+    if with_callers.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "{ind}top stacks (leaf ← callers):");
+    for r in with_callers {
+        let who = match r.vcpu {
+            Some(i) => format!("vCPU {i}"),
+            None => r.thread_name.clone(),
+        };
+        let names: Vec<String> = r
+            .frames
+            .iter()
+            .rev()
+            .take(8)
+            .map(|f| f.symbol.display_name())
+            .collect();
+        let more = if r.frames.len() > 8 { " ← …" } else { "" };
+        let _ = writeln!(
+            o,
+            "{ind}  {:>8}  {who}: {}{more}",
+            r.samples,
+            names.join(" ← ")
+        );
+    }
+}
+
+fn symbols(o: &mut String, ind: &str, rows: &[SymbolRow], top: usize, children: bool) {
     if rows.is_empty() {
+        return;
+    }
+    if children {
+        // perf report --children's columns: inclusive, then self.
+        let _ = writeln!(o, "{ind}top symbols (children = with callees, self):");
+        for r in rows.iter().take(top) {
+            let _ = writeln!(
+                o,
+                "{ind}  {:>6.2}% {:>6.2}% {:>8}  {:<22} {} {}",
+                r.inclusive_percent,
+                r.percent,
+                r.samples,
+                r.class.key(),
+                r.symbol.display_name(),
+                r.symbol.dso
+            );
+        }
         return;
     }
     let _ = writeln!(o, "{ind}top symbols:");

@@ -143,7 +143,7 @@ pub fn replay(path: &Path, guest_kallsyms: Vec<(Option<i32>, Kallsyms)>) -> Resu
                 {
                     return;
                 }
-                attributor.attribute_into(&s, &mut agg);
+                attributor.attribute_record_into(&r, &mut agg);
             }
             Record::Mmap(m) => {
                 if let Some(e) = map_entry(&m) {

@@ -23,6 +23,8 @@ pub struct Recorder {
     samples: u64,
     /// Distinct host kernel IPs sampled (bounded), for the kernel symbols kept at the end.
     kernel_ips: FxHashSet<u64>,
+    /// Decodes samples for their callchains' kernel frames (`-g`); None without callchains.
+    callchains: Option<hvprof_perf::record::RecordDecoder>,
 }
 
 impl Recorder {
@@ -45,7 +47,33 @@ impl Recorder {
             path: path.to_path_buf(),
             samples: 0,
             kernel_ips: FxHashSet::default(),
+            callchains: (attr.sample_type & hvprof_perf::abi::SAMPLE_CALLCHAIN != 0)
+                .then(|| hvprof_perf::record::RecordDecoder::from_attr(attr)),
         })
+    }
+
+    /// `-g`: counts the drain's samples and notes the host kernel IPs of their leaves and
+    /// callchains (callers at `ip - 1`, where the attribution looks them up).
+    fn note_callchains(&mut self, d: &hvprof_perf::record::RecordDecoder, bytes: &[u8]) {
+        use hvprof_perf::record::Record;
+        use hvprof_perf::CpuMode;
+        for r in d.records(bytes) {
+            let Record::Sample(r) = r else { continue };
+            self.samples += 1;
+            if r.sample.cpumode == CpuMode::Kernel {
+                self.kernel_ips.insert(r.sample.ip);
+            }
+            let Some(chain) = r.callchain else { continue };
+            for (mode, ip) in chain.frames(r.sample.cpumode) {
+                if self.kernel_ips.len() >= MAX_KERNEL_IPS {
+                    return;
+                }
+                if mode == CpuMode::Kernel {
+                    self.kernel_ips.insert(ip);
+                    self.kernel_ips.insert(ip.wrapping_sub(1));
+                }
+            }
+        }
     }
 
     /// Appends one drain's records, counting its samples from the record headers and noting the
@@ -55,6 +83,11 @@ impl Recorder {
     /// # Errors
     /// [`crate::Error::PerfData`] (a full disk: what was written stays readable).
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Some(d) = self.callchains {
+            self.note_callchains(&d, bytes);
+            self.w.write_records(bytes)?;
+            return Ok(());
+        }
         let mut at = 0usize;
         while let Some(h) = bytes.get(at..at + 8) {
             let size = u16::from_ne_bytes([h[6], h[7]]) as usize;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use hvprof_perf::record::RecordDecoder;
 use hvprof_perf::{PerfFd, RingBuffer, Target};
 use hvprof_symbols::Kallsyms;
 
@@ -191,8 +192,11 @@ pub fn record_live(opts: &RecordOptions, mut live: Option<Live<'_>>) -> Result<R
     for f in &counters.fds {
         f.enable()?;
     }
+    let target = counters.fds.first().map_or(Target::Cpu(0), |f| f.target());
+    let decoder = RecordDecoder::from_attr(&crate::counters::counter_attr(&plan.counter, target)?);
     let mut sink = Sink {
         attributor,
+        decoder,
         agg: Aggregator::new(Arc::clone(&machines)),
         writer,
         hung_up: HashSet::new(),

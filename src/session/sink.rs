@@ -81,7 +81,8 @@ impl Sink {
         if recording && self.active_vm.is_none() {
             return Ok(());
         }
-        for r in self.decoder.records(&bytes) {
+        let decoder = self.decoder;
+        for r in decoder.records(&bytes) {
             match r {
                 Record::Sample(rec) => {
                     let s = rec.sample;
