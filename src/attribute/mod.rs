@@ -69,6 +69,12 @@ pub struct Attributor {
     by_symbol: FxHashMap<SymbolKey, Counted>,
     /// A stack's caller frames, reused from sample to sample.
     frames: Vec<(Class, SymId)>,
+    /// `--call-graph dwarf`: the user stack unwinder and its output buffer.
+    unwinder: hvprof_symbols::Unwinder,
+    user_ips: Vec<u64>,
+    /// The `sample_regs_user` mask the samples were recorded with (which registers
+    /// `PERF_SAMPLE_REGS_USER` holds, in bit order).
+    regs_user_mask: u64,
 }
 
 /// [`Attributor::attribute_into`]'s first-level key: a sample's (thread, IP, cpumode), hashed
@@ -126,6 +132,9 @@ impl Attributor {
             fast_for: 0,
             by_symbol: FxHashMap::default(),
             frames: Vec::new(),
+            unwinder: hvprof_symbols::Unwinder::new(),
+            user_ips: Vec::new(),
+            regs_user_mask: crate::counters::CallGraph::REGS_USER_MASK,
         }
     }
 
@@ -150,9 +159,24 @@ impl Attributor {
     /// A mapping of process `pid` (from an MMAP/MMAP2 record): replaces what it overlaps.
     pub fn add_mapping(&mut self, pid: i32, e: hvprof_symbols::MapEntry) {
         self.maps.entry(pid).or_default().insert(e);
+        self.unwinder.invalidate(pid);
         self.fast.clear();
         if !self.user_cache.is_empty() {
             self.user_cache.retain(|(p, _), _| *p != pid);
+        }
+    }
+
+    /// The `sample_regs_user` mask of the recording's attr (perf's own `--call-graph dwarf`
+    /// files dump every register; hvprof's only BP, SP and IP).
+    pub fn set_regs_user_mask(&mut self, mask: u64) {
+        self.regs_user_mask = mask;
+    }
+
+    /// Makes sure process `pid`'s mappings are known: from /proc on a live run (once), never on
+    /// a recording (its MMAP records are the truth).
+    pub(crate) fn ensure_maps(&mut self, pid: i32) {
+        if !self.recorded_maps && !self.maps.contains_key(&pid) {
+            self.snapshot_maps(pid);
         }
     }
 

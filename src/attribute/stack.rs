@@ -15,6 +15,7 @@
 
 use hvprof_perf::record::SampleRecord;
 use hvprof_perf::{CpuMode, Sample};
+use hvprof_symbols::UserRegs;
 
 use super::{Attributor, Class};
 use crate::aggregate::{Aggregator, SymId, MAX_FRAMES};
@@ -98,8 +99,46 @@ impl Attributor {
         agg: &mut Aggregator,
         out: &mut Vec<(Class, SymId)>,
     ) -> Option<usize> {
-        let _ = (r, agg, out);
-        None
+        let (regs, stack) = (r.regs_user?, r.stack_user?);
+        let s = &r.sample;
+        // PERF_SAMPLE_REGS_ABI_64; ABI_NONE (0) for samples of kernel threads.
+        if regs.abi != 2 || out.len() >= MAX_FRAMES {
+            return None;
+        }
+        let reg = |bit: u32| {
+            let below = self.regs_user_mask & ((1u64 << bit) - 1);
+            (self.regs_user_mask & (1 << bit) != 0)
+                .then(|| regs.get(below.count_ones() as usize))
+                .flatten()
+        };
+        let regs = UserRegs {
+            bp: reg(6)?,
+            sp: reg(7)?,
+            ip: reg(8)?,
+        };
+        self.ensure_maps(s.pid);
+        let maps = self.maps.get(&s.pid)?;
+        let mut ips = std::mem::take(&mut self.user_ips);
+        self.unwinder.unwind(
+            s.pid,
+            maps,
+            regs,
+            stack,
+            MAX_FRAMES - out.len() + 1,
+            &mut ips,
+        );
+        let before = out.len();
+        for (i, &ip) in ips.iter().enumerate() {
+            // A user-mode sample's first frame is its own IP: the leaf, already done. A kernel
+            // sample's is the user IP at kernel entry: a frame, not a return address.
+            if i == 0 && s.cpumode == CpuMode::User {
+                continue;
+            }
+            let lookup = if i == 0 { ip } else { ip.wrapping_sub(1) };
+            out.push(self.frame(s, CpuMode::User, lookup, agg));
+        }
+        self.user_ips = ips;
+        Some(out.len() - before)
     }
 }
 

@@ -121,6 +121,9 @@ pub fn replay(path: &Path, guest_kallsyms: Vec<(Option<i32>, Kallsyms)>) -> Resu
     let mut attributor =
         Attributor::with_host_state(host, Path::new("/proc"), Arc::clone(&machines));
     attributor.use_recorded_maps();
+    if let Some(a) = pd.attrs().first() {
+        attributor.set_regs_user_mask(a.attr.sample_regs_user);
+    }
     let mut agg = Aggregator::new(Arc::clone(&machines));
     let active_vm = section.as_ref().and_then(|s| s.active_vm);
     let (mut first_ns, mut last_ns) = (None, 0u64);
