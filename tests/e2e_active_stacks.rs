@@ -1,0 +1,194 @@
+//! Guest call stacks in active mode, end to end on a real Linux guest: Debian's kernel under
+//! QEMU (TCG here), the static `hvprof-guest` helper sampling with callchains inside the
+//! guest, and `hvprof-workload -m callers`, whose one hot function `hot_shared` is called
+//! from `via_left` for 70 % of its iterations and from `via_right` for 30 % (frame pointers,
+//! no inlining, no tail calls). `hvprof record --active -g --format folded` must show both
+//! paths under the VM, a vCPU and the workload's guest process, with `via_right`'s share of
+//! the two within ±5 points of 30 %.
+//!
+//! Needs root, qemu-system-x86 and the Debian kernel package (guest-image/ci-deps.sh and
+//! guest-image/build.sh install and fetch them). Without them the test prints why and passes,
+//! except under CI=true.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const HVPROF: &str = env!("CARGO_BIN_EXE_hvprof");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// `via_right`'s share of the iterations of `hot_shared`, in percent (workload.c, mode
+/// callers: chunks 7–9 of 10).
+const VIA_RIGHT_PCT: f64 = 30.0;
+
+struct Qemu(i32);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+fn skip(why: &str) -> bool {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true, but {why}");
+    }
+    eprintln!("skipping: {why}");
+    true
+}
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn kv(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} missing in:\n{text}"))
+        .to_string()
+}
+
+/// One folded line split into its frames and count.
+fn parse_folded(line: &str) -> Option<(Vec<&str>, u64)> {
+    let (stack, count) = line.rsplit_once(' ')?;
+    Some((stack.split(';').collect(), count.parse().ok()?))
+}
+
+/// Samples of folded lines under the VM frame ending in `vm_frame` → a vCPU → a `hvprof-workload` guest process
+/// whose last two frames are `caller;hot_shared`.
+fn path_samples(lines: &[(Vec<&str>, u64)], vm_frame: &str, caller: &str) -> u64 {
+    lines
+        .iter()
+        .filter(|(f, _)| {
+            f.len() >= 5
+                && f[0].ends_with(vm_frame)
+                && f[1].starts_with("vCPU_")
+                && f[2].starts_with("hvprof-workload_(")
+                && f[f.len() - 2] == caller
+                && f[f.len() - 1] == "hot_shared"
+        })
+        .map(|(_, n)| n)
+        .sum()
+}
+
+#[test]
+fn guest_stacks_show_both_callers_of_the_hot_function_in_their_shares() {
+    if !nix::unistd::geteuid().is_root() && skip("not root") {
+        return;
+    }
+    if Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_err()
+        && skip("qemu-system-x86_64 is not installed (guest-image/ci-deps.sh)")
+    {
+        return;
+    }
+    // The static helper, then the image with it (cached kernel; a few seconds when warm).
+    let helper = run(
+        Command::new("bash")
+            .arg(format!("{ROOT}/guest/build-static.sh"))
+            .current_dir(ROOT),
+        "guest/build-static.sh",
+    );
+    let helper = Path::new(ROOT).join(helper.trim().lines().last().unwrap());
+    let image = PathBuf::from(format!("{ROOT}/target/guest-image"));
+    run(
+        Command::new("bash")
+            .arg(format!("{ROOT}/guest-image/build.sh"))
+            .arg("--out")
+            .arg(&image)
+            .arg("--helper")
+            .arg(&helper),
+        "guest-image/build.sh",
+    );
+    let env = run(
+        Command::new("bash")
+            .arg(format!("{ROOT}/guest-image/run.sh"))
+            .arg("--out")
+            .arg(&image)
+            .args(["--duration", "60", "--workload-mode", "callers"]),
+        "guest-image/run.sh",
+    );
+    let qemu = Qemu(kv(&env, "QEMU_PID").parse().unwrap());
+    let sock = kv(&env, "SERIAL_SOCKET");
+
+    let vms = run(
+        Command::new(HVPROF).args(["vms", "--format", "json"]),
+        "hvprof vms",
+    );
+    let vms: Vec<hvprof::discover::Vm> = serde_json::from_str(&vms).unwrap();
+    let vm = vms
+        .iter()
+        .find(|v| v.pid == qemu.0)
+        .expect("QEMU found by hvprof vms");
+    // The folded VM frame is `NAME_(PID)`.
+    let vm_frame = format!("_({})", vm.pid);
+
+    let out = run(
+        Command::new(HVPROF).args([
+            "record",
+            "-p",
+            &qemu.0.to_string(),
+            "--active",
+            "--helper",
+            &format!("unix:{sock}"),
+            "--helper-timeout",
+            "60",
+            "-e",
+            "cpu-clock",
+            "-g",
+            "-d",
+            "6",
+            "--format",
+            "folded",
+        ]),
+        "hvprof record --active -g --format folded",
+    );
+    let lines: Vec<(Vec<&str>, u64)> = out.lines().filter_map(parse_folded).collect();
+    let guest_lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(";hvprof-workload_("))
+        .collect();
+    let left = path_samples(&lines, &vm_frame, "via_left");
+    let right = path_samples(&lines, &vm_frame, "via_right");
+    let shown = || {
+        let mut v = guest_lines.clone();
+        v.sort_by_key(|l| std::cmp::Reverse(parse_folded(l).map_or(0, |x| x.1)));
+        v.truncate(20);
+        v.join("\n")
+    };
+    assert!(
+        left + right > 300,
+        "enough hot_shared samples with their callers: via_left {left}, via_right {right}; top guest lines:\n{}",
+        shown()
+    );
+    // Both paths continue to the workload's main (frame pointers all the way up).
+    for caller in ["via_left", "via_right"] {
+        assert!(
+            lines.iter().any(|(f, _)| {
+                f.ends_with(&[caller, "hot_shared"])
+                    && f.iter().any(|x| *x == "main")
+                    && f.iter().any(|x| *x == "run_round_callers")
+            }),
+            "a {caller} stack reaching main through run_round_callers:\n{}",
+            shown()
+        );
+    }
+    let pct = right as f64 * 100.0 / (left + right) as f64;
+    assert!(
+        (pct - VIA_RIGHT_PCT).abs() <= 5.0,
+        "via_right share of hot_shared: {pct:.1}% (want {VIA_RIGHT_PCT} ± 5): via_left {left}, via_right {right}\n{}",
+        shown()
+    );
+    eprintln!("via_left {left}, via_right {right}: via_right {pct:.1}%");
+}
