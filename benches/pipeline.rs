@@ -58,7 +58,9 @@ fn main() {
     };
     let dir = dir.as_path();
     if Path::new("/dev/kvm").exists() && nix::unistd::geteuid().is_root() {
-        record_vs_perf(dir);
+        record_vs_perf(dir, &[]);
+        record_vs_perf(dir, &["-g"]);
+        record_vs_perf(dir, &["--call-graph", "dwarf,8192"]);
     } else {
         println!("(skipping the recording comparison: needs root and /dev/kvm)");
     }
@@ -310,11 +312,15 @@ fn count_records(path: &Path) -> (u64, u64) {
 /// with 2 busy vCPUs, cpu-clock counting host and guest time (`cpu-clock:HG` for perf, whose
 /// plain `cpu-clock` is `:H`; hvprof's `cpu-clock` excludes nothing), 10 kHz per vCPU, one
 /// after the other for the same time.
-fn record_vs_perf(dir: &Path) {
+///
+/// `stacks` are the call-graph flags given to both (`-g`, `--call-graph dwarf,8192`); with
+/// them the VM runs the port-I/O workload, so most samples are host-side with real stacks.
+fn record_vs_perf(dir: &Path, stacks: &[&str]) {
     const HZ: &str = "10000";
     const SECS: u64 = 4;
+    let workload = if stacks.is_empty() { "compute" } else { "pio" };
     let mut vm = Command::new(HVPROF)
-        .args(["testvm", "--vcpus", "2"])
+        .args(["testvm", "--vcpus", "2", "--workload", workload])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -330,6 +336,7 @@ fn record_vs_perf(dir: &Path) {
     let perf = run_timed(
         Command::new("perf")
             .args(["record", "-q", "-e", "cpu-clock:HG", "-F", HZ, "-p", &pid])
+            .args(stacks)
             .arg("-o")
             .arg(&perf_data)
             .args(["--", "sleep", &SECS.to_string()]),
@@ -339,6 +346,7 @@ fn record_vs_perf(dir: &Path) {
     let hv = run_timed(
         Command::new(HVPROF)
             .args(["record", "-e", "cpu-clock", "-F", HZ, "-p", &pid])
+            .args(stacks)
             .args(["-d", &SECS.to_string(), "-o"])
             .arg(&hv_data),
         &dir.join("hvprof-record.err"),
@@ -349,7 +357,8 @@ fn record_vs_perf(dir: &Path) {
     );
     let _ = vm.wait();
     println!(
-        "== record: the built-in test VM (2 busy vCPUs) for {SECS} s, cpu-clock host+guest at {HZ} Hz per vCPU"
+        "== record {}: the built-in test VM (2 busy vCPUs, {workload} workload) for {SECS} s, cpu-clock host+guest at {HZ} Hz per vCPU",
+        if stacks.is_empty() { "(no stacks)".to_string() } else { stacks.join(" ") }
     );
     println!(
         "   {:<18} {:>8} {:>6} {:>9} {:>10} {:>12} {:>9} {:>12}",
