@@ -261,11 +261,7 @@ mod tests {
         let chained: Vec<_> = rows.iter().filter(|r| !r.leaf_only).collect();
         assert_eq!(chained.len(), 1);
         assert_eq!(names(chained[0]), ["core::fmt::write", "hot_alpha"]);
-        let mut lone: Vec<_> = rows
-            .iter()
-            .filter(|r| r.leaf_only)
-            .map(|r| names(r))
-            .collect();
+        let mut lone: Vec<_> = rows.iter().filter(|r| r.leaf_only).map(names).collect();
         lone.sort();
         assert_eq!(lone, [["hot_alpha"], ["hot_beta"]]);
     }
@@ -274,7 +270,7 @@ mod tests {
     fn stack_depth_is_capped_at_the_leaf_end() {
         let m = model_with_process();
         let mut ips = vec![0x5555_0000_1150];
-        ips.extend(std::iter::repeat(0x5555_0000_1351).take(MAX_STACK_FRAMES + 20));
+        ips.extend(std::iter::repeat_n(0x5555_0000_1351, MAX_STACK_FRAMES + 20));
         let chains = vec![GuestChain {
             sample: 0,
             kernel_frames: 0,
