@@ -8,10 +8,12 @@
 //! leaf` on the main thread and `worker → outer → middle → leaf` on a second one, so a
 //! frame-pointer walk cannot find the chain and only DWARF can. Both threads' stacks continue
 //! into libc (PIE executable + shared library): `__libc_start_call_main` then
-//! `__libc_start_main`, and `start_thread` then `clone3`.
+//! `__libc_start_main`, and `start_thread` then `clone3`. A third thread lives in system calls
+//! as a VMM's vCPU threads do (`io_worker → io_outer → io_middle → ioctl`): its samples start in
+//! libc's `ioctl` and must unwind out of it.
 //!
-//! Needs gcc and perf_event_open on another process (root, or `perf_event_paranoid` ≤ 2 for
-//! one's own children); skips with the reason otherwise, and fails under `CI=true`.
+//! Needs gcc and perf_event_open on a child process with kernel-mode samples (root, or
+//! `perf_event_paranoid` ≤ 1); skips with the reason otherwise, and fails under `CI=true`.
 
 mod common;
 
@@ -29,9 +31,9 @@ use hvprof_symbols::{MapEntry, ProcMaps, Symbolized, Symbolizer, Unwinder, UserR
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/unwind_chain.c");
 /// Bytes of user stack each sample copies (perf's default for `--call-graph dwarf`).
 const STACK_BYTES: u32 = 8192;
-/// Samples wanted in `leaf` per thread before the sampling stops (CPU time, not wall time:
-/// on a busy machine it just takes longer, up to `SAMPLING_LIMIT`).
-const LEAF_SAMPLES_WANTED: usize = 150;
+/// Samples wanted in the hot function of each thread before the sampling stops (CPU time, not
+/// wall time: on a busy machine it just takes longer, up to `SAMPLING_LIMIT`).
+const HOT_SAMPLES_WANTED: usize = 150;
 const SAMPLING_LIMIT: Duration = Duration::from_secs(40);
 const MAX_FRAMES: usize = 128;
 
@@ -79,6 +81,8 @@ fn build_fixture(dir: &Path, extra: &[&str]) -> Result<PathBuf, String> {
 }
 
 /// A perf event as `perf record --call-graph dwarf -e cpu-clock` opens it, on one thread.
+/// Samples taken in the kernel (the io thread's system calls) carry the user registers and
+/// stack of the moment the thread entered the kernel.
 fn dwarf_attr() -> hvprof_perf::abi::perf_event_attr {
     AttrBuilder::new(abi::TYPE_SOFTWARE, abi::sw::CPU_CLOCK)
         .frequency(1000)
@@ -91,7 +95,6 @@ fn dwarf_attr() -> hvprof_perf::abi::perf_event_attr {
         )
         .sample_regs_user(UserRegs::PERF_REGS_MASK)
         .sample_stack_user(STACK_BYTES)
-        .exclude_kernel(true)
         .exclude_hv(true)
         .disabled(true)
         .build()
@@ -185,8 +188,55 @@ fn dwarf_unwinds_a_non_pie_linked_high_without_frame_pointers() {
     check_dwarf_unwinding(&["-no-pie", "-Wl,-Ttext-segment=0x10000000"]);
 }
 
-/// Builds the fixture with `extra` flags, samples both of its threads with DWARF call-graph
-/// data until each has enough samples in `leaf`, and checks their unwound stacks.
+/// A thread of the fixture, and the stack its samples must unwind to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// `main → outer → middle → leaf`, under libc's `__libc_start_call_main`.
+    Main,
+    /// `worker → outer → middle → leaf`, under libc's `start_thread` and `clone3`.
+    Worker,
+    /// `io_worker → io_outer → io_middle → ioctl` (libc), under `start_thread` and `clone3`.
+    Io,
+}
+
+impl Role {
+    /// The function whose samples are checked.
+    fn hot(self) -> &'static str {
+        match self {
+            Role::Main | Role::Worker => "leaf",
+            Role::Io => "ioctl",
+        }
+    }
+
+    /// Whether the unwound, described stack (leaf first) is this thread's whole stack.
+    fn stack_ok(self, d: &[(String, Option<&MapEntry>)]) -> bool {
+        let n = names(d);
+        let in_libc = |i: usize| d.get(i).is_some_and(|f| file_name(f.1) == "libc.so.6");
+        match self {
+            // main's caller is libc's __libc_start_call_main (not in libc's .dynsym), called by
+            // __libc_start_main (exported), called by the executable's _start.
+            Role::Main => {
+                n.starts_with(&["leaf", "middle", "outer", "main"])
+                    && in_libc(4)
+                    && n.get(5) == Some(&"__libc_start_main")
+                    && n.get(6) == Some(&"_start")
+            }
+            // worker's caller is libc's start_thread, called by clone3 (both local to libc).
+            Role::Worker => {
+                n.starts_with(&["leaf", "middle", "outer", "worker"]) && in_libc(4) && in_libc(5)
+            }
+            Role::Io => {
+                n.starts_with(&["ioctl", "io_middle", "io_outer", "io_worker"])
+                    && in_libc(0)
+                    && in_libc(4)
+                    && in_libc(5)
+            }
+        }
+    }
+}
+
+/// Builds the fixture with `extra` flags, samples its three threads with DWARF call-graph data
+/// until each has enough samples in its hot function, and checks their unwound stacks.
 fn check_dwarf_unwinding(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let exe = match build_fixture(dir.path(), extra) {
@@ -205,17 +255,29 @@ fn check_dwarf_unwinding(extra: &[&str]) {
     BufReader::new(child.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let worker: i32 = line
+    let tids: Vec<i32> = line
         .strip_prefix("ready ")
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or_else(|| panic!("fixture said {line:?}"));
-    let main_tid = pid as i32;
-    // Both threads run and libc is mapped: the maps are final.
+        .map(|t| {
+            t.split_whitespace()
+                .filter_map(|t| t.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let [worker, io] = tids[..] else {
+        panic!("fixture said {line:?}");
+    };
+    let roles: HashMap<i32, Role> = [
+        (pid as i32, Role::Main),
+        (worker, Role::Worker),
+        (io, Role::Io),
+    ]
+    .into();
+    // All threads run and libc is mapped: the maps are final.
     let maps = ProcMaps::read_from(Path::new("/proc"), pid).unwrap();
 
     let attr = dwarf_attr();
     let mut rings = Vec::new();
-    for tid in [main_tid, worker] {
+    for &tid in roles.keys() {
         let fd = match PerfFd::open(&attr, Target::Thread(tid), "cpu-clock") {
             Ok(fd) => fd,
             Err(e) => skip!("perf_event_open refused: {e} (perf_event_paranoid, root)"),
@@ -228,17 +290,15 @@ fn check_dwarf_unwinding(extra: &[&str]) {
     }
 
     let decoder = RecordDecoder::from_attr(&attr);
-    let mut unwinder = Unwinder::new();
     let mut symbolizer = Symbolizer::new().with_source_locations(false);
     let mut samples = Vec::new();
-    let mut frames = Vec::new();
-    let mut leaf_samples: HashMap<i32, usize> = HashMap::new();
+    let mut hot_samples: HashMap<i32, usize> = HashMap::new();
     let started = Instant::now();
     let mut bytes = Vec::new();
     while started.elapsed() < SAMPLING_LIMIT
-        && [main_tid, worker]
-            .iter()
-            .any(|t| leaf_samples.get(t).copied().unwrap_or(0) < LEAF_SAMPLES_WANTED)
+        && roles
+            .keys()
+            .any(|t| hot_samples.get(t).copied().unwrap_or(0) < HOT_SAMPLES_WANTED)
     {
         std::thread::sleep(Duration::from_millis(20));
         for (_, ring) in &mut rings {
@@ -247,10 +307,13 @@ fn check_dwarf_unwinding(extra: &[&str]) {
             let first = samples.len();
             decode_samples(&decoder, &bytes, &mut samples);
             for s in &samples[first..] {
+                let Some(role) = roles.get(&s.tid) else {
+                    continue;
+                };
                 if matches!(symbolizer.symbolize_user(&maps, s.regs.ip),
-                            Symbolized::Sym(ref i) if i.name == "leaf")
+                            Symbolized::Sym(ref i) if i.name == role.hot())
                 {
-                    *leaf_samples.entry(s.tid).or_default() += 1;
+                    *hot_samples.entry(s.tid).or_default() += 1;
                 }
             }
         }
@@ -260,54 +323,45 @@ fn check_dwarf_unwinding(extra: &[&str]) {
     }
     drop(child);
     eprintln!(
-        "{} user samples in {:?}; in leaf: {leaf_samples:?}",
+        "{} user samples in {:?}; in the hot function: {hot_samples:?}",
         samples.len(),
         started.elapsed()
     );
 
-    // Per thread: samples whose leaf is `leaf`, and how many of them unwound to the full chain.
-    let mut in_leaf: HashMap<i32, usize> = HashMap::new();
-    let mut full_chain: HashMap<i32, usize> = HashMap::new();
+    // Per thread: samples in the hot function, and how many of them unwound to the whole stack.
+    let mut unwinder = Unwinder::new();
+    let mut frames = Vec::new();
+    let mut in_hot: HashMap<i32, usize> = HashMap::new();
+    let mut whole: HashMap<i32, usize> = HashMap::new();
     let mut shown = 0;
+    let unwinding = Instant::now();
     for s in &samples {
+        let Some(&role) = roles.get(&s.tid) else {
+            continue;
+        };
         unwinder.unwind(pid as i32, &maps, s.regs, &s.stack, MAX_FRAMES, &mut frames);
         assert!(frames.len() <= MAX_FRAMES && frames[0] == s.regs.ip);
         let described = describe(&mut symbolizer, &maps, &frames);
-        if described[0].0 != "leaf" {
+        if described[0].0 != role.hot() {
             continue;
         }
-        *in_leaf.entry(s.tid).or_default() += 1;
-        let n = names(&described);
-        let ok = if s.tid == main_tid {
-            // main's caller is libc's __libc_start_call_main (not in libc's .dynsym), called by
-            // __libc_start_main (exported), called by the executable's _start.
-            n.starts_with(&["leaf", "middle", "outer", "main"])
-                && described.len() >= 7
-                && file_name(described[4].1) == "libc.so.6"
-                && n[5] == "__libc_start_main"
-                && n[6] == "_start"
-        } else {
-            // worker's caller is libc's start_thread, called by clone3 (both local to libc).
-            n.starts_with(&["leaf", "middle", "outer", "worker"])
-                && described.len() >= 6
-                && file_name(described[4].1) == "libc.so.6"
-                && file_name(described[5].1) == "libc.so.6"
-        };
-        if ok {
-            *full_chain.entry(s.tid).or_default() += 1;
-            // Frame pointers alone cannot find this chain: it is DWARF's work.
-            let fp = frame_pointer_walk(s.regs, &s.stack, MAX_FRAMES);
-            let fp_described = describe(&mut symbolizer, &maps, &fp);
-            assert!(
-                !names(&fp_described).starts_with(&["leaf", "middle", "outer"]),
-                "a frame-pointer walk found the chain too: {:?}",
-                names(&fp_described)
-            );
+        *in_hot.entry(s.tid).or_default() += 1;
+        if role.stack_ok(&described) {
+            *whole.entry(s.tid).or_default() += 1;
+            if role != Role::Io {
+                // Frame pointers alone cannot find this chain: it is DWARF's work.
+                let fp = frame_pointer_walk(s.regs, &s.stack, MAX_FRAMES);
+                let fp_described = describe(&mut symbolizer, &maps, &fp);
+                assert!(
+                    !names(&fp_described).starts_with(&["leaf", "middle", "outer"]),
+                    "a frame-pointer walk found the chain too: {:?}",
+                    names(&fp_described)
+                );
+            }
         } else if shown < 5 {
             shown += 1;
             eprintln!(
-                "tid {} not unwound: {:?}",
-                s.tid,
+                "{role:?} not unwound: {:?}",
                 described
                     .iter()
                     .map(|(n, m)| format!("{n} ({})", file_name(*m)))
@@ -315,14 +369,27 @@ fn check_dwarf_unwinding(extra: &[&str]) {
             );
         }
     }
-    for tid in [main_tid, worker] {
-        let total = in_leaf.get(&tid).copied().unwrap_or(0);
-        let good = full_chain.get(&tid).copied().unwrap_or(0);
-        eprintln!("tid {tid}: {good}/{total} leaf samples unwound to the full chain");
-        assert!(total >= 50, "tid {tid}: only {total} samples in leaf");
+    eprintln!(
+        "unwound and symbolized {} samples in {:?}",
+        samples.len(),
+        unwinding.elapsed()
+    );
+    for (tid, role) in &roles {
+        let total = in_hot.get(tid).copied().unwrap_or(0);
+        let good = whole.get(tid).copied().unwrap_or(0);
+        eprintln!(
+            "{role:?}: {good}/{total} samples in {} unwound whole",
+            role.hot()
+        );
+        assert!(
+            total >= 50,
+            "{role:?}: only {total} samples in {}",
+            role.hot()
+        );
         assert!(
             good * 100 >= total * 80,
-            "tid {tid}: only {good} of {total} leaf samples unwound"
+            "{role:?}: only {good} of {total} samples in {} unwound whole",
+            role.hot()
         );
     }
     // The executable and libc were each opened once; one process's module set.
