@@ -11,7 +11,9 @@ GI_PROG=ci-deps.sh
 # shellcheck source=guest-image/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-pkgs=("${GI_PACKAGES[@]}" tmux) # tmux: tests/e2e_top.rs drives hvprof top in a pane
+# tmux: tests/e2e_top.rs drives hvprof top in a pane; golang-go: tests/pprof_go.rs reads
+# --format pprof with `go tool pprof`
+pkgs=("${GI_PACKAGES[@]}" tmux golang-go)
 case "${1:-}" in
 --no-perf) ;;
 "") pkgs+=(linux-perf) ;; # perf: check-shares.sh, the workload self-check

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Context};
 use clap::{Args, ValueEnum};
 
-use hvprof::output::{flame, json, text};
+use hvprof::output::{flame, json, pprof, text};
 use hvprof::report::Profile;
 
 /// `--format`: how a subcommand prints its result. `vms`, `stat` and `detect` print JSON for
@@ -18,6 +18,9 @@ pub enum Format {
     Json,
     /// Folded stacks for flame graph tools.
     Folded,
+    /// Gzipped pprof profile.proto (go tool pprof, Pyroscope, Parca); binary, so stdout must
+    /// be redirected.
+    Pprof,
 }
 
 /// How a profile is printed: format, symbols per thread, optional SVG flame graph.
@@ -37,12 +40,23 @@ pub struct OutputArgs {
 /// Prints `profile` on stdout in `out.format`, and writes the flame graph when asked.
 ///
 /// # Errors
-/// When stdout or the flame graph file cannot be written.
+/// When stdout or the flame graph file cannot be written, or `--format pprof` would write its
+/// binary to a terminal.
 pub fn emit(profile: &Profile, out: &OutputArgs) -> anyhow::Result<()> {
     let s = match out.format {
         Format::Text => text::render(profile, out.top),
         Format::Json => json::render(profile) + "\n",
         Format::Folded => flame::folded(profile).join("\n") + "\n",
+        Format::Pprof => {
+            let mut stdout = std::io::stdout().lock();
+            if std::io::IsTerminal::is_terminal(&stdout) {
+                return Err(anyhow!(
+                    "pprof is binary: redirect stdout to a file (hvprof ... --format pprof > profile.pb.gz)"
+                ));
+            }
+            pprof::write(profile, &mut stdout).context("cannot write the pprof profile")?;
+            String::new()
+        }
     };
     std::io::stdout().write_all(s.as_bytes())?;
     if let Some(path) = &out.flamegraph {
