@@ -30,6 +30,7 @@ pub mod recording;
 pub mod report;
 pub mod session;
 pub mod stat;
+pub mod xen;
 
 pub use error::{Error, Result};
 /// The one perf layer (ABI, fds, ring buffers, record decoder), from the `hvprof-perf` crate.

@@ -1,0 +1,257 @@
+//! `hvprof record --domain` in dom0: domains discovered ([`super::domains`]), their vCPUs
+//! sampled from outside ([`super::vcpu_sampler`]), every sample through the one
+//! [`Attributor`] and [`Aggregator`] with a guest machine per domain
+//! ([`crate::model::VmId::XenDomain`]), and the same [`Profile`] every renderer reads.
+//!
+//! Guest symbols are passive mode's: a kallsyms-format map per domain (`--guest-kallsyms
+//! [DOMID=]FILE`) names guest kernel IPs and, when it lists them (e.g. `nm` of a static
+//! workload), guest user IPs too.
+//!
+//! ```no_run
+//! use hvprof::xen::record::{record, XenRecordOptions};
+//! let out = record(&XenRecordOptions::default())?;
+//! println!("{} samples", out.profile.total_samples);
+//! # Ok::<(), hvprof::xen::XenError>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hvprof_symbols::Kallsyms;
+
+use super::domains::{self, vcpu_tid, Domain};
+use super::error::{Result, XenError};
+use super::ffi::{VcpuSource, XenCtrl, XenStoreLib};
+use super::vcpu_sampler::{sample_vcpus, SamplerOptions, SamplerReport};
+use super::xenstore::Store;
+use crate::aggregate::Aggregator;
+use crate::attribute::{Attributor, HostSymbols};
+use crate::counters::Rate;
+use crate::model::{Machines, VmId};
+use crate::report::{Meta, Profile};
+
+/// What to record.
+#[derive(Debug, Clone, Default)]
+pub struct XenRecordOptions {
+    /// Domains by domid or name; empty: every domain but dom0.
+    pub domains: Vec<String>,
+    /// Guest symbol maps: (domid, file), or (None, file) for every domain.
+    pub guest_kallsyms: Vec<(Option<u32>, PathBuf)>,
+    /// The sampler's rate, duration, cost bound and stop.
+    pub sampler: SamplerOptions,
+}
+
+/// A recording's result.
+#[derive(Debug, Clone)]
+pub struct XenRecordOutcome {
+    /// The profile (per domain, vCPU, class, symbol).
+    pub profile: Profile,
+    /// What sampling cost.
+    pub sampler: SamplerReport,
+}
+
+/// Records in this dom0: libxenstore and libxenctrl are loaded, the domains found and sampled.
+///
+/// # Errors
+/// Not dom0 or the Xen libraries missing ([`XenError::LibraryMissing`], [`XenError::NotDom0`]),
+/// a `--domain` that names no domain, an unreadable symbol file.
+pub fn record(opts: &XenRecordOptions) -> Result<XenRecordOutcome> {
+    super::check_dom0(Path::new("/")).map_err(XenError::NotDom0)?;
+    let store = XenStoreLib::open()?;
+    let mut ctl = XenCtrl::open()?;
+    record_with(&store, &mut ctl, opts)
+}
+
+/// [`record`] over any xenstore and hypervisor access (tests use tables).
+///
+/// # Errors
+/// As [`record`], less the library loading.
+pub fn record_with(
+    store: &dyn Store,
+    ctl: &mut dyn VcpuSource,
+    opts: &XenRecordOptions,
+) -> Result<XenRecordOutcome> {
+    let all = domains::discover(store, Some(&mut *ctl));
+    let chosen: Vec<Domain> = if opts.domains.is_empty() {
+        all.iter().filter(|d| d.domid != 0).cloned().collect()
+    } else {
+        opts.domains
+            .iter()
+            .map(|w| {
+                domains::find(&all, w)
+                    .cloned()
+                    .ok_or_else(|| XenError::NoSuchDomain(w.clone()))
+            })
+            .collect::<Result<_>>()?
+    };
+    let mut machines = domains::to_machines(&chosen, true);
+    for (domid, path) in &opts.guest_kallsyms {
+        let k = Kallsyms::load(path).map_err(|e| XenError::Read {
+            path: path.clone(),
+            source: std::io::Error::other(crate::error_chain(&e)),
+        })?;
+        machines.set_guest_kernel_symbols(domid.map(VmId::XenDomain), Arc::new(k));
+    }
+    let machines: Arc<Machines> = Arc::new(machines);
+    let mut attributor = Attributor::new(
+        HostSymbols::default(),
+        Path::new("/proc"),
+        Arc::clone(&machines),
+    );
+    let mut agg = Aggregator::new(Arc::clone(&machines));
+    let targets: Vec<(u32, Vec<u32>)> = chosen
+        .iter()
+        .map(|d| (d.domid, d.vcpus.iter().map(|v| v.index).collect()))
+        .collect();
+    let cpu_before = cpu_times(ctl, &targets);
+    let start_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let sampler = sample_vcpus(ctl, &targets, &opts.sampler, &mut |s| {
+        attributor.attribute_into(&s, &mut agg)
+    });
+    for ((d, v), after) in cpu_times(ctl, &targets) {
+        let before = cpu_before
+            .iter()
+            .find(|(k, _)| *k == (d, v))
+            .map(|(_, t)| *t);
+        if let (Some(b), Some(tid)) = (before, vcpu_tid(d, v)) {
+            agg.set_on_cpu(tid, after.saturating_sub(b));
+        }
+    }
+    agg.note(sampler.describe());
+    let uts = nix::sys::utsname::uname().ok();
+    let meta = Meta {
+        event: "xen-vcpu-context".into(),
+        rate: Rate::Frequency(sampler.hz_used.round().max(1.0) as u64),
+        period_is_ns: true,
+        duration_ns: sampler.elapsed_ns,
+        mode: "xen-dom0".into(),
+        host: uts
+            .as_ref()
+            .map(|u| u.nodename().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        kernel: uts
+            .as_ref()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        start_unix_ns,
+    };
+    let profile = agg.snapshot(meta, Some((false, String::new())), usize::MAX);
+    Ok(XenRecordOutcome { profile, sampler })
+}
+
+/// Each vCPU's CPU time now (ns), for the vCPUs the hypervisor answers for.
+fn cpu_times(ctl: &mut dyn VcpuSource, targets: &[(u32, Vec<u32>)]) -> Vec<((u32, u32), u64)> {
+    let mut v = Vec::new();
+    for (d, vcpus) in targets {
+        for &i in vcpus {
+            if let Ok(info) = ctl.vcpu_info(*d, i) {
+                v.push(((*d, i), info.cpu_time_ns));
+            }
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attribute::Class;
+    use crate::xen::abi::VcpuRegs;
+    use crate::xen::ffi::VcpuInfo;
+    use crate::xen::xenstore::MapStore;
+    use std::io::Write;
+    use std::time::Duration;
+
+    /// Domain 1's vCPU 0 runs user code at three IPs 60/30/10 and kernel code in between.
+    struct Guest {
+        n: u64,
+    }
+    impl VcpuSource for Guest {
+        fn vcpu_info(&mut self, _: u32, vcpu: u32) -> Result<VcpuInfo> {
+            Ok(VcpuInfo {
+                online: true,
+                blocked: vcpu == 1,
+                running: vcpu == 0,
+                cpu_time_ns: self.n * 1_000_000,
+                pcpu: 0,
+            })
+        }
+        fn vcpu_regs(&mut self, _: u32, _: u32) -> Result<VcpuRegs> {
+            self.n += 1;
+            let rip = match self.n % 10 {
+                0..=5 => 0x40_1010,
+                6..=8 => 0x40_2010,
+                _ => 0x40_3010,
+            };
+            Ok(VcpuRegs {
+                rip,
+                cs: 0xe033,
+                ..VcpuRegs::default()
+            })
+        }
+    }
+
+    #[test]
+    fn samples_go_through_the_one_attribution_path() {
+        let mut syms = tempfile::NamedTempFile::new().unwrap();
+        writeln!(syms, "0000000000401000 T hot_alpha\n0000000000402000 T hot_beta\n0000000000403000 T hot_gamma\n0000000000404000 T _end").unwrap();
+        let store = MapStore::new([
+            ("/local/domain/0/name", "Domain-0"),
+            ("/local/domain/1/name", "domu"),
+            ("/local/domain/1/cpu/0/availability", "online"),
+            ("/local/domain/1/cpu/1/availability", "online"),
+        ]);
+        let opts = XenRecordOptions {
+            domains: vec!["domu".into()],
+            guest_kallsyms: vec![(Some(1), syms.path().to_path_buf())],
+            sampler: SamplerOptions {
+                hz: 1000,
+                duration: Some(Duration::from_millis(300)),
+                max_cost: 0.5,
+                ..SamplerOptions::default()
+            },
+        };
+        let out = record_with(&store, &mut Guest { n: 0 }, &opts).unwrap();
+        let p = &out.profile;
+        assert_eq!(p.vms.len(), 1);
+        let vm = &p.vms[0];
+        assert_eq!(vm.id, VmId::XenDomain(1));
+        assert!(vm.samples >= 20, "{}", vm.samples);
+        let share = |name: &str| {
+            vm.top_symbols
+                .iter()
+                .filter(|r| r.symbol.name == name)
+                .map(|r| r.samples)
+                .sum::<u64>() as f64
+                / vm.samples as f64
+        };
+        assert!(
+            (share("hot_alpha") - 0.6).abs() < 0.1,
+            "{:?}",
+            vm.top_symbols
+        );
+        assert!((share("hot_beta") - 0.3).abs() < 0.1);
+        assert!(vm.classes.iter().all(|c| c.class == Class::GuestUser));
+        assert_eq!(
+            vm.vcpus
+                .iter()
+                .find(|t| t.vcpu == Some(0))
+                .map(|t| t.samples),
+            Some(vm.samples)
+        );
+        assert!(p.notes.iter().any(|n| n.contains("not PMU samples")));
+        let err = record_with(
+            &store,
+            &mut Guest { n: 0 },
+            &XenRecordOptions {
+                domains: vec!["nope".into()],
+                ..opts
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, XenError::NoSuchDomain(_)));
+    }
+}
