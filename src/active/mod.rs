@@ -202,7 +202,12 @@ impl ActiveSession {
         let helper_chains = model.take_chains();
         let mut notes: Vec<String> = model.notes().to_vec();
         let (attributed, from): (Vec<_>, &str) = if !host_tagged.is_empty() {
-            if !helper_samples.is_empty() {
+            if !helper_chains.is_empty() {
+                notes.push(format!(
+                    "the host tags guest samples: the {} samples taken by the guest helper were not added to the classes; their callchains give the guest stacks",
+                    helper_samples.len()
+                ));
+            } else if !helper_samples.is_empty() {
                 notes.push(format!(
                     "the host tags guest samples: {} samples taken by the guest helper were not used (run it with --no-sampling)",
                     helper_samples.len()
@@ -238,8 +243,14 @@ impl ActiveSession {
         }
         let processes = guest_process_reports(model.vm_pid(), &attributed, self.opts.top);
         // The helper's callchains are the only guest stacks there are (the host kernel gives
-        // none for guest-tagged samples), so they are shown whichever samples fed the classes.
-        let stacks = model.guest_stacks(&helper_samples, &helper_chains);
+        // none for guest-tagged samples), so they are shown whichever samples fed the classes;
+        // when the host tags guest samples and the helper sent no chains, its leaf-only rows
+        // would add nothing to the host's own.
+        let stacks = if from == "host" && helper_chains.is_empty() {
+            Vec::new()
+        } else {
+            model.guest_stacks(&helper_samples, &helper_chains)
+        };
         let h = model.hello().cloned();
         let summary = GuestSummary {
             vm_pid: model.vm_pid(),
