@@ -117,6 +117,12 @@ pub struct Unwinder {
     cache: CacheX86_64,
 }
 
+// The session may move the unwinder to its consuming thread.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<Unwinder>();
+};
+
 impl std::fmt::Debug for Unwinder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Unwinder")
