@@ -12,8 +12,9 @@ GI_PROG=ci-deps.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # tmux: tests/e2e_top.rs drives hvprof top in a pane; golang-go: tests/pprof_go.rs reads
-# --format pprof with `go tool pprof`
-pkgs=("${GI_PACKAGES[@]}" tmux golang-go)
+# --format pprof with `go tool pprof`; debootstrap: xen-image/build.sh makes the Debian dom0
+# root of tests/e2e_xen.rs
+pkgs=("${GI_PACKAGES[@]}" tmux golang-go debootstrap)
 case "${1:-}" in
 --no-perf) ;;
 "") pkgs+=(linux-perf) ;; # perf: check-shares.sh, the workload self-check

@@ -1,0 +1,310 @@
+//! hvprof inside the dom0 of a real Xen: Debian's Xen 4.17 and a Debian dom0 (xen-utils,
+//! xenstored, xl, xentrace) under QEMU TCG, with a PV domU running `hvprof-workload`
+//! (hot_alpha/hot_beta/hot_gamma at 60/30/10 % of its time) on 2 vCPUs, all built and booted
+//! by `xen-image/run.sh` (docs/xen.md).
+//!
+//! A boot costs 1.5–3 minutes of TCG, so the test boots once and runs a list of [`Probe`]s in
+//! that one dom0: each probe is a shell command and a check of its output. Add a probe to
+//! [`probes`] to test more inside dom0 (the Xen backend's `hvprof vms`, `stat`, `record
+//! --domain`); every probe's environment has `DOMU_NAME`, `DOMU_ID`, `DOMU_VCPUS`,
+//! `DOMU_KALLSYMS` (the domU kernel's System.map) and `DOMU_WORKLOAD` (the workload ELF).
+//!
+//! Needs root, qemu-system-x86 and debootstrap (guest-image/ci-deps.sh installs them) and a
+//! Debian mirror on a cold cache. Without them the test prints why and passes, except under
+//! CI=true.
+
+use std::path::Path;
+use std::process::Command;
+
+const HVPROF: &str = env!("CARGO_BIN_EXE_hvprof");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Marker lines around each probe's output in the one command run in dom0.
+const BEGIN: &str = "@@E2E-XEN-BEGIN";
+const END: &str = "@@E2E-XEN-END";
+
+/// One command run in dom0 (by `bash -c`, stderr merged into stdout) and the check of what it
+/// printed and its exit status.
+struct Probe {
+    name: &'static str,
+    cmd: &'static str,
+    check: fn(&ProbeOutput),
+}
+
+/// What one probe printed (stdout and stderr, interleaved) and its exit status in dom0.
+#[derive(Debug)]
+struct ProbeOutput {
+    name: String,
+    text: String,
+    status: i32,
+}
+
+fn skip(why: &str) -> bool {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true, but {why}");
+    }
+    eprintln!("skipping: {why}");
+    true
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// The dom0 script: each probe between markers, with its exit status on the end marker.
+fn script(probes: &[Probe]) -> String {
+    let mut s = String::new();
+    for p in probes {
+        s.push_str(&format!(
+            "printf '\\n{BEGIN} %s\\n' '{name}'\n( {cmd}\n) </dev/null 2>&1\n\
+             printf '\\n{END} %s %d\\n' '{name}' $?\n",
+            name = p.name,
+            cmd = p.cmd,
+        ));
+    }
+    s
+}
+
+/// Splits the dom0 command's stdout into the probes' outputs, by marker.
+fn split(stdout: &str) -> Vec<ProbeOutput> {
+    let mut outs = Vec::new();
+    let mut cur: Option<(String, String)> = None;
+    for line in stdout.lines() {
+        if let Some(name) = line.strip_prefix(&format!("{BEGIN} ")) {
+            cur = Some((name.to_string(), String::new()));
+        } else if let Some(rest) = line.strip_prefix(&format!("{END} ")) {
+            let (name, status) = rest.rsplit_once(' ').expect("end marker: NAME STATUS");
+            let (n, text) = cur.take().expect("end marker without a begin marker");
+            assert_eq!(n, name, "markers of different probes interleaved");
+            outs.push(ProbeOutput {
+                name: n,
+                // The end marker starts with a newline of its own.
+                text: text.trim_end_matches('\n').to_string(),
+                status: status.parse().expect("end marker status"),
+            });
+        } else if let Some((_, text)) = cur.as_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    outs
+}
+
+/// Boots Xen once through `xen-image/run.sh` and runs every probe in dom0, in order.
+///
+/// # Panics
+///
+/// When run.sh fails (boot failure, timeout) or a probe's output is missing.
+fn run_in_dom0(probes: &[Probe]) -> Vec<ProbeOutput> {
+    let out = Command::new("bash")
+        .arg(Path::new(ROOT).join("xen-image/run.sh"))
+        .args(["--hvprof", HVPROF, "--timeout", "420", "--"])
+        .args(["bash", "-c", &script(probes)])
+        .current_dir(ROOT)
+        .output()
+        .expect("spawn xen-image/run.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("xen-image/run.sh stderr:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "xen-image/run.sh failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        out.status
+    );
+    let outs = split(&stdout);
+    let names: Vec<&str> = outs.iter().map(|o| o.name.as_str()).collect();
+    let want: Vec<&str> = probes.iter().map(|p| p.name).collect();
+    assert_eq!(names, want, "probe outputs in:\n{stdout}");
+    outs
+}
+
+/// The `xl list` row of a domain: (name, id, memory MiB, vCPUs).
+fn xl_list_row<'a>(text: &'a str, name: &str) -> Option<(&'a str, u32, u64, u32)> {
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() >= 5 && f[0] == name {
+            Some((
+                f[0],
+                f[1].parse().ok()?,
+                f[2].parse().ok()?,
+                f[3].parse().ok()?,
+            ))
+        } else {
+            None
+        }
+    })
+}
+
+fn check_xl(o: &ProbeOutput) {
+    assert_eq!(o.status, 0, "{}:\n{}", o.name, o.text);
+    let (_, id, mem, vcpus) = xl_list_row(&o.text, "hvprof-domu")
+        .unwrap_or_else(|| panic!("xl list has no hvprof-domu:\n{}", o.text));
+    assert!(id > 0, "domU id {id}");
+    assert_eq!(mem, 256, "domU memory:\n{}", o.text);
+    assert_eq!(vcpus, 2, "domU vCPUs in xl list:\n{}", o.text);
+    let dom0 = xl_list_row(&o.text, "Domain-0").expect("xl list has Domain-0");
+    assert_eq!(dom0.1, 0, "Domain-0 id");
+    // xl vcpu-list: one row per vCPU, "NAME ID VCPU CPU STATE TIME AFFINITY".
+    let vcpu_rows: Vec<u32> = o
+        .text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 6 && f[0] == "hvprof-domu" && f[1] == id.to_string())
+                .then(|| f[2].parse().ok())
+                .flatten()
+        })
+        .collect();
+    assert_eq!(
+        vcpu_rows,
+        [0, 1],
+        "xl vcpu-list rows of the domU:\n{}",
+        o.text
+    );
+    assert!(
+        o.text.lines().any(|l| l.trim() == "control_d"),
+        "/proc/xen/capabilities of dom0 is control_d:\n{}",
+        o.text
+    );
+    assert!(
+        o.text.contains(&format!(
+            "DOMU hvprof-domu {id} 2 /xen-test/domu-System.map"
+        )),
+        "the command's environment names the domU:\n{}",
+        o.text
+    );
+}
+
+fn check_kallsyms(o: &ProbeOutput) {
+    assert_eq!(o.status, 0, "{}:\n{}", o.name, o.text);
+    // System.map lines "ADDR TYPE NAME": the domU kernel's _text and a function.
+    assert!(
+        o.text.lines().any(|l| l.ends_with(" T _text")),
+        "$DOMU_KALLSYMS has _text:\n{}",
+        o.text
+    );
+    for f in ["hot_alpha", "hot_beta", "hot_gamma"] {
+        assert!(
+            o.text.lines().any(|l| l == format!("workload-symbol {f}")),
+            "the workload ELF in dom0 has {f}:\n{}",
+            o.text
+        );
+    }
+}
+
+fn check_detect(o: &ProbeOutput) {
+    assert_eq!(o.status, 0, "{}:\n{}", o.name, o.text);
+    assert!(
+        o.text.contains("dom0: yes"),
+        "hvprof detect in dom0 says it is dom0:\n{}",
+        o.text
+    );
+}
+
+fn check_vms(o: &ProbeOutput) {
+    // Whatever `hvprof vms` prints today: that it ran in dom0 (not "command not found" (127),
+    // not killed by a signal (128+N)).
+    assert!(
+        o.status < 126,
+        "{}: status {}:\n{}",
+        o.name,
+        o.status,
+        o.text
+    );
+    assert!(!o.text.trim().is_empty(), "{} printed nothing", o.name);
+}
+
+/// The probes run in one boot, in order.
+fn probes() -> Vec<Probe> {
+    vec![
+        Probe {
+            name: "xl",
+            cmd: "xl list && xl vcpu-list && cat /proc/xen/capabilities && \
+                  echo DOMU $DOMU_NAME $DOMU_ID $DOMU_VCPUS $DOMU_KALLSYMS",
+            check: check_xl,
+        },
+        Probe {
+            name: "kallsyms",
+            // dom0 is minbase: no binutils; the symbol names are in the ELF's .strtab.
+            cmd: "grep -m1 ' T _text$' \"$DOMU_KALLSYMS\" && \
+                  for f in hot_alpha hot_beta hot_gamma; do \
+                  grep -qa \"$f\" \"$DOMU_WORKLOAD\" && echo \"workload-symbol $f\"; done",
+            check: check_kallsyms,
+        },
+        Probe {
+            name: "hvprof-detect",
+            cmd: "hvprof detect",
+            check: check_detect,
+        },
+        Probe {
+            name: "hvprof-vms",
+            cmd: "hvprof vms",
+            check: check_vms,
+        },
+    ]
+}
+
+#[test]
+fn xen_dom0_runs_commands_with_a_pv_domu_up() {
+    if !nix::unistd::geteuid().is_root() && skip("not root") {
+        return;
+    }
+    for (cmd, pkg) in [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("debootstrap", "debootstrap"),
+    ] {
+        if !have(cmd)
+            && skip(&format!(
+                "{cmd} is not installed (guest-image/ci-deps.sh: {pkg})"
+            ))
+        {
+            return;
+        }
+    }
+    let probes = probes();
+    let outs = run_in_dom0(&probes);
+    for (p, o) in probes.iter().zip(&outs) {
+        eprintln!("--- probe {} (status {}) ---\n{}", o.name, o.status, o.text);
+        (p.check)(o);
+    }
+}
+
+#[test]
+fn probe_outputs_split_by_marker() {
+    let probes = [
+        Probe {
+            name: "a",
+            cmd: "echo 1",
+            check: |_| {},
+        },
+        Probe {
+            name: "b",
+            cmd: "false",
+            check: |_| {},
+        },
+    ];
+    // What bash prints for script(&probes), with a stray line before the first marker.
+    let stdout = format!("noise\n\n{BEGIN} a\n1\n\n{END} a 0\n\n{BEGIN} b\n\n{END} b 1\n");
+    assert!(script(&probes).contains("( echo 1\n)"));
+    let outs = split(&stdout);
+    assert_eq!(outs.len(), 2);
+    assert_eq!(
+        (outs[0].name.as_str(), outs[0].text.as_str(), outs[0].status),
+        ("a", "1", 0)
+    );
+    assert_eq!(
+        (outs[1].name.as_str(), outs[1].text.as_str(), outs[1].status),
+        ("b", "", 1)
+    );
+    assert_eq!(
+        xl_list_row(
+            "hvprof-domu   1   256     2     r-----      41.8",
+            "hvprof-domu"
+        ),
+        Some(("hvprof-domu", 1, 256, 2))
+    );
+}
