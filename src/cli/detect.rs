@@ -47,9 +47,26 @@ pub fn run(a: DetectArgs) -> anyhow::Result<()> {
         a.probe
             .then_some(&probe as &dyn hvprof_detect::GuestIpProbe),
     );
+    // In a Xen dom0 (live, or a captured tree that is one): what the dom0 backend can do.
+    let root = a.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let dom0 = hvprof::xen::is_dom0(&root).then(|| match &a.root {
+        Some(r) => hvprof::xen::detect::Dom0Facts::read(r, None),
+        None => hvprof::xen::detect::Dom0Facts::live(),
+    });
     match a.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&d)?),
-        _ => print!("{}", hvprof_detect::render_text(&d)),
+        Format::Json => {
+            let mut v = serde_json::to_value(&d)?;
+            if let (Some(f), Some(o)) = (&dom0, v.as_object_mut()) {
+                o.insert("xen_dom0".into(), serde_json::to_value(f)?);
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?)
+        }
+        _ => {
+            print!("{}", hvprof_detect::render_text(&d));
+            if let Some(f) = &dom0 {
+                print!("{}", hvprof::xen::detect::render_text(f));
+            }
+        }
     }
     Ok(())
 }

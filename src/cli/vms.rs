@@ -22,6 +22,15 @@ pub struct VmsArgs {
 /// # Errors
 /// `/proc` cannot be listed, or stdout JSON failure.
 pub fn run(a: VmsArgs) -> anyhow::Result<()> {
+    // In a Xen dom0 the VMs are domains (src/xen).
+    if hvprof::xen::is_dom0(Path::new("/")) {
+        let doms = hvprof::xen::list_domains()?;
+        match a.format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&doms)?),
+            _ => print!("{}", hvprof::xen::domains::render_text(&doms)),
+        }
+        return Ok(());
+    }
     let scan = hvprof::discover::scan_vms(
         Path::new("/proc"),
         hvprof::discover::default_debugfs().as_deref(),
@@ -37,6 +46,11 @@ pub fn run(a: VmsArgs) -> anyhow::Result<()> {
     }
     if vms.is_empty() {
         println!("{}", no_vms_line(scan.denied));
+        if let Err(hint) = hvprof::xen::check_dom0(Path::new("/")) {
+            if hvprof::xen::on_xen(Path::new("/")) {
+                eprintln!("hvprof: on Xen: {hint}");
+            }
+        }
         return Ok(());
     }
     for vm in &vms {

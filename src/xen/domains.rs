@@ -219,6 +219,63 @@ pub fn to_machines(domains: &[Domain], with_dom0: bool) -> Machines {
     m
 }
 
+/// The domains as `hvprof vms` prints them: one line per domain, one per vCPU with its
+/// placement and CPU time.
+pub fn render_text(domains: &[Domain]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    for d in domains {
+        let kind = d.kind.as_deref().unwrap_or("type unknown");
+        let dm = d
+            .device_model_pid
+            .map(|p| format!(", device model pid {p}"))
+            .unwrap_or_default();
+        let cpu = d
+            .cpu_time_ns()
+            .map(|n| format!(", CPU time {:.2} s", n as f64 / 1e9))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "Xen domain {} ({}, domid {}, {kind}{dm}): {} vCPUs{cpu}",
+            d.name,
+            VmId::XenDomain(d.domid),
+            d.domid,
+            d.vcpus.len()
+        );
+        for v in &d.vcpus {
+            let avail = v.availability.as_deref().unwrap_or("-");
+            match v.info {
+                Some(i) => {
+                    let st = if i.running {
+                        "running"
+                    } else if i.blocked {
+                        "blocked"
+                    } else if i.online {
+                        "runnable"
+                    } else {
+                        "offline"
+                    };
+                    let _ = writeln!(
+                        s,
+                        "  vCPU {} → pCPU {} ({st}, xenstore {avail}, CPU time {:.2} s)",
+                        v.index,
+                        i.pcpu,
+                        i.cpu_time_ns as f64 / 1e9
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "  vCPU {} (xenstore {avail}; hypervisor not asked)",
+                        v.index
+                    );
+                }
+            }
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +340,19 @@ mod tests {
         assert_eq!(find(&doms, "hvm7").map(|d| d.domid), Some(7));
         assert_eq!(find(&doms, "1").map(|d| d.name.as_str()), Some("domu"));
         assert!(find(&doms, "nope").is_none());
+        let t = render_text(&doms[1..2]);
+        assert!(
+            t.starts_with("Xen domain domu (domain 1, domid 1, pv): 3 vCPUs"),
+            "{t}"
+        );
+        assert!(
+            t.contains("vCPU 1 → pCPU 1 (blocked, xenstore online, CPU time 0.00 s)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("vCPU 2 (xenstore offline; hypervisor not asked)"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod detect;
 pub mod domains;
 pub mod error;
 pub mod ffi;
+pub mod guest_symbols;
 pub mod record;
 pub mod stat;
 pub mod vcpu_sampler;
@@ -45,6 +46,27 @@ pub fn check_dom0(root: &Path) -> std::result::Result<(), String> {
         )),
         Err(_) => Err("no Xen hypervisor here (/sys/hypervisor/type is absent)".to_string()),
     }
+}
+
+/// The domains of this dom0 (xenstore through libxenstore, placement and CPU time through
+/// libxenctrl; dom0's own vCPUs asked of the hypervisor).
+///
+/// # Errors
+/// Not dom0 ([`XenError::NotDom0`] with a hint), or a Xen library missing.
+pub fn list_domains() -> Result<Vec<domains::Domain>> {
+    check_dom0(Path::new("/")).map_err(XenError::NotDom0)?;
+    let store = ffi::XenStoreLib::open()?;
+    let mut ctl = ffi::XenCtrl::open()?;
+    let mut d = domains::discover(&store, Some(&mut ctl));
+    for x in d.iter_mut().filter(|x| x.domid == 0) {
+        domains::probe_vcpus(&mut ctl, x, 512);
+    }
+    Ok(d)
+}
+
+/// Whether this machine runs on Xen at all (`/sys/hypervisor/type` says `xen`).
+pub fn on_xen(root: &Path) -> bool {
+    std::fs::read_to_string(root.join("sys/hypervisor/type")).is_ok_and(|s| s.trim() == "xen")
 }
 
 /// Whether `root` is a Xen dom0 (see [`check_dom0`]).

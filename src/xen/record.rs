@@ -3,9 +3,9 @@
 //! [`Attributor`] and [`Aggregator`] with a guest machine per domain
 //! ([`crate::model::VmId::XenDomain`]), and the same [`Profile`] every renderer reads.
 //!
-//! Guest symbols are passive mode's: a kallsyms-format map per domain (`--guest-kallsyms
-//! [DOMID=]FILE`) names guest kernel IPs and, when it lists them (e.g. `nm` of a static
-//! workload), guest user IPs too.
+//! Guest symbols are passive mode's: a map per domain (`--guest-kallsyms [DOMID=]FILE`, a
+//! System.map or a non-PIE ELF, merged per domain: [`super::guest_symbols`]) names guest
+//! kernel IPs and the guest user IPs it covers.
 //!
 //! ```no_run
 //! use hvprof::xen::record::{record, XenRecordOptions};
@@ -17,11 +17,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hvprof_symbols::Kallsyms;
-
 use super::domains::{self, vcpu_tid, Domain};
 use super::error::{Result, XenError};
 use super::ffi::{VcpuSource, XenCtrl, XenStoreLib};
+use super::guest_symbols::load_map;
 use super::vcpu_sampler::{sample_vcpus, SamplerOptions, SamplerReport};
 use super::xenstore::Store;
 use crate::aggregate::Aggregator;
@@ -35,7 +34,8 @@ use crate::report::{Meta, Profile};
 pub struct XenRecordOptions {
     /// Domains by domid or name; empty: every domain but dom0.
     pub domains: Vec<String>,
-    /// Guest symbol maps: (domid, file), or (None, file) for every domain.
+    /// Guest symbol files: (domid, file), or (None, file) for every domain; System.map-style
+    /// or non-PIE ELF, merged per domain.
     pub guest_kallsyms: Vec<(Option<u32>, PathBuf)>,
     /// The sampler's rate, duration, cost bound and stop.
     pub sampler: SamplerOptions,
@@ -85,11 +85,13 @@ pub fn record_with(
             .collect::<Result<_>>()?
     };
     let mut machines = domains::to_machines(&chosen, true);
+    // Files per domain (None: every domain), merged into one map each.
+    let mut by_domain: std::collections::BTreeMap<Option<u32>, Vec<PathBuf>> = Default::default();
     for (domid, path) in &opts.guest_kallsyms {
-        let k = Kallsyms::load(path).map_err(|e| XenError::Read {
-            path: path.clone(),
-            source: std::io::Error::other(crate::error_chain(&e)),
-        })?;
+        by_domain.entry(*domid).or_default().push(path.clone());
+    }
+    for (domid, files) in by_domain {
+        let k = load_map(&files)?;
         machines.set_guest_kernel_symbols(domid.map(VmId::XenDomain), Arc::new(k));
     }
     let machines: Arc<Machines> = Arc::new(machines);
