@@ -3,7 +3,7 @@
 //! Polar Signals read.
 //!
 //! Input: a [`Profile`] snapshot (built with an unlimited symbol count, `top = usize::MAX`, so
-//! nothing is cut). Output: [`build`] gives the message, [`write`] and [`render`] its gzipped
+//! nothing is cut). Output: [`build`] gives the message, [`write()`] and [`render`] its gzipped
 //! bytes.
 //!
 //! What goes in (docs/formats.md, "pprof"):
@@ -321,12 +321,14 @@ impl Builder {
     }
 
     /// One-frame samples from a thread's top symbols (profiles built without stacks); skips
-    /// guest-kernel and guest-user symbols when `skip_guest` (the helper's stacks replace
-    /// them).
+    /// rows without self samples, and guest-kernel and guest-user symbols when `skip_guest`
+    /// (the helper's stacks replace them).
     fn thread_symbols(&mut self, who: &Who, t: &ThreadReport, skip_guest: bool) {
         let periods = shares(t.period, t.samples, t.top_symbols.iter().map(|s| s.samples));
         for (s, period) in t.top_symbols.iter().zip(periods) {
-            if skip_guest && matches!(s.class, Class::GuestKernel | Class::GuestUser) {
+            let guest = matches!(s.class, Class::GuestKernel | Class::GuestUser);
+            // A caller row with no sample of its own (`--children`) is no one-frame sample.
+            if s.samples == 0 || (skip_guest && guest) {
                 continue;
             }
             self.sample(who, &[(s.class, &s.symbol)], s.samples, period);
@@ -387,7 +389,9 @@ impl Builder {
                 pr.top_symbols.iter().map(|s| s.samples),
             );
             for (s, period) in pr.top_symbols.iter().zip(periods) {
-                self.sample(&who, &[(s.class, &s.symbol)], s.samples, period);
+                if s.samples > 0 {
+                    self.sample(&who, &[(s.class, &s.symbol)], s.samples, period);
+                }
             }
         }
     }

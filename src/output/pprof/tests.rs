@@ -491,7 +491,17 @@ fn without_stacks_each_thread_symbol_is_a_one_frame_sample() {
     prof.vms[0].guest = None;
     // An odd period, so the shares must round: 50 and 30 samples of 80 in 1001 ns.
     prof.vms[0].vcpus[0].period = 1001;
+    // A caller with no sample of its own (`--children` rows): not a sample.
+    prof.vms[0].vcpus[0].top_symbols.push(SymbolRow {
+        class: Class::HypervisorKvm,
+        symbol: Symbol::named("kvm_vcpu_ioctl", "[kvm]"),
+        samples: 0,
+        percent: 0.0,
+        inclusive_samples: 30,
+        inclusive_percent: 37.5,
+    });
     let p = decode(&prof);
+    assert!(p.sample.iter().all(|x| x.value[0] > 0));
     assert_eq!(total(&p, "host", 0), prof.total_samples as i64);
     assert!(p.sample.iter().all(|x| x.location_id.len() == 1));
     let cpu0: Vec<&proto::Sample> = p
