@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the fuzz targets for SECONDS in all (default 60), shared between them: the protocol
-# decoder (fuzz_targets/decode.rs), the perf record decoder (fuzz_targets/records.rs) and the
-# perf.data reader (fuzz_targets/perfdata.rs).
+# decoder (fuzz_targets/decode.rs), the perf record decoder (fuzz_targets/records.rs), the
+# perf.data reader (fuzz_targets/perfdata.rs) and the xentrace file parser
+# (fuzz_targets/xentrace.rs).
 #
 #   fuzz/run.sh 300
 #
@@ -25,7 +26,7 @@ else
 	export RUSTC_BOOTSTRAP=1
 	echo "fuzz/run.sh: no nightly toolchain; using stable with RUSTC_BOOTSTRAP=1" >&2
 fi
-TARGETS=(decode records perfdata)
+TARGETS=(decode records perfdata xentrace)
 EACH=$((SECS / ${#TARGETS[@]}))
 [ "$EACH" -gt 0 ] || EACH=1
 for t in "${TARGETS[@]}"; do

@@ -8,7 +8,7 @@
 //! - sampling ([`vcpu_sampler`]): each domU vCPU's instruction pointer read from dom0
 //!   (`XEN_DOMCTL_getvcpucontext`) at a bounded rate, fed to the one attributor and aggregator;
 //!   and, where Xen's vPMU works, dom0's guest-mode perf samples re-homed through the pCPU ×
-//!   time timeline ([`xentrace::timeline`]);
+//!   time timeline ([`xentrace::timeline`], [`vpmu`]);
 //! - [`detect`]: what this dom0 offers (Xen version, dom0 mode, vPMU mode, xentrace).
 //!
 //! The Xen tools libraries are loaded at run time ([`ffi`], `libloading`): on a host without
@@ -23,6 +23,7 @@ pub mod guest_symbols;
 pub mod record;
 pub mod stat;
 pub mod vcpu_sampler;
+pub mod vpmu;
 pub mod xenstore;
 pub mod xentrace;
 
