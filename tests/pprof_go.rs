@@ -599,3 +599,126 @@ fn go_pprof_reads_a_replayed_recording_like_the_text_report() {
     assert_eq!(hot_a.labels["thread"], "CPU 0/KVM");
     assert_eq!(hot_a.labels["vm_id"], "10");
 }
+
+/// Host callchains through the whole report path: a perf.data file with `PERF_SAMPLE_CALLCHAIN`
+/// and the kernel symbols it hit (hvprof's `HVPROF_KSYMS` section), vCPU 0 in
+/// `kvm_vcpu_ioctl → kvm_arch_vcpu_ioctl_run → vmx_vcpu_run` (20), vCPU 1 in
+/// `kvm_vcpu_ioctl → schedule` (10) and guest-user `hot_a` without a callchain (30): pprof's
+/// `-top` matches the text report and `-traces` shows each stack root → leaf.
+#[test]
+fn go_pprof_shows_replayed_callchains_root_to_leaf() {
+    use hvprof::perf::abi::{self, AttrBuilder};
+    use hvprof::perf::perf_data::{Feature, FeatureWriter, PerfDataWriter};
+    use hvprof::perf::record::encode::{self, Encoder, SampleParts};
+    use hvprof::perf::CpuMode;
+
+    if !have_go() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("guest.map");
+    std::fs::write(&map, "0000000000400000 T hot_a\n0000000000400100 T end\n").unwrap();
+    let ksyms = "ffffffff81000000 T vmx_vcpu_run\t[kvm_intel]\n\
+                 ffffffff81000100 T kvm_arch_vcpu_ioctl_run\t[kvm]\n\
+                 ffffffff81000200 T kvm_vcpu_ioctl\t[kvm]\n\
+                 ffffffff81000300 T schedule\n\
+                 ffffffff81000400 T _etext\n";
+    let sample_type = abi::HVPROF_SAMPLE_TYPE | abi::SAMPLE_CALLCHAIN;
+    let enc = Encoder::new(sample_type);
+    let mut b = Vec::new();
+    encode::comm(&mut b, 10, 10, "qemu-system-x86", false, 0, 0);
+    encode::comm(&mut b, 10, 11, "CPU 0/KVM", false, 0, 0);
+    encode::comm(&mut b, 10, 12, "CPU 1/KVM", false, 0, 0);
+    let run = [
+        abi::CONTEXT_KERNEL,
+        0xffff_ffff_8100_0010, // vmx_vcpu_run (the IP)
+        0xffff_ffff_8100_0120, // returns into kvm_arch_vcpu_ioctl_run
+        0xffff_ffff_8100_0210, // returns into kvm_vcpu_ioctl
+    ];
+    let sched = [
+        abi::CONTEXT_KERNEL,
+        0xffff_ffff_8100_0310,
+        0xffff_ffff_8100_0230,
+    ];
+    let mut time = 0;
+    let mut add = |b: &mut Vec<u8>, cpumode, tid, chain: &[u64], n| {
+        for _ in 0..n {
+            time += 1;
+            let ip = chain.get(1).copied().unwrap_or(0x400010);
+            let parts = SampleParts {
+                cpumode: Some(cpumode),
+                ip,
+                pid: 10,
+                tid,
+                time,
+                period: MS,
+                callchain: chain,
+                ..SampleParts::default()
+            };
+            enc.sample(b, &parts);
+        }
+    };
+    add(&mut b, CpuMode::Kernel, 11, &run, 20);
+    add(&mut b, CpuMode::Kernel, 12, &sched, 10);
+    add(&mut b, CpuMode::GuestUser, 11, &[], 30);
+    let attr = AttrBuilder::new(abi::TYPE_SOFTWARE, abi::sw::CPU_CLOCK)
+        .sample_type(sample_type)
+        .frequency(1000)
+        .sample_id_all(true)
+        .task(true)
+        .build();
+    let f = dir.path().join("perf.data");
+    let mut w = PerfDataWriter::create(&f, &[(attr, vec![1], "cpu-clock".into())]).unwrap();
+    w.write_records(&b).unwrap();
+    w.finish(vec![
+        (Feature::HOSTNAME, FeatureWriter::new().string("h").finish()),
+        (Feature::HVPROF_KSYMS, ksyms.as_bytes().to_vec()),
+    ])
+    .unwrap();
+    let k = hvprof_symbols::Kallsyms::load(&map).unwrap();
+    let r = hvprof::recording::replay(&f, vec![(None, k)]).expect("replays");
+    let p = r.agg.snapshot(r.meta.clone(), r.hidden.clone(), usize::MAX);
+    assert_eq!(p.total_samples, 60, "{p:?}");
+    let vm = &p.vms[0];
+    assert!(
+        vm.stacks.iter().any(|s| s.frames.len() == 3),
+        "the report path keeps callchains: {:?}",
+        vm.stacks
+    );
+    if std::env::var_os("HVPROF_TEST_DUMP").is_some() {
+        eprintln!("{}", text::render(&p, usize::MAX));
+    }
+    let file = check_top_matches_text(&p, dir.path(), "callchains.pb.gz");
+    let out = go_pprof(&["-traces"], &file);
+    let traces = parse_traces(&out);
+    let root_to_leaf = |t: &Trace| t.frames.iter().rev().cloned().collect::<Vec<_>>();
+    for s in &vm.stacks {
+        let want: Vec<String> = s.frames.iter().map(|f| f.symbol.display_name()).collect();
+        let t = traces
+            .iter()
+            .find(|t| root_to_leaf(t) == want && t.labels.get("thread") == Some(&s.thread_name))
+            .unwrap_or_else(|| panic!("no trace {want:?} of {} in\n{out}", s.thread_name));
+        assert_eq!(t.value, s.samples.to_string(), "{out}");
+    }
+    let names = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let run_trace = traces
+        .iter()
+        .find(|t| t.labels.get("vcpu").map(String::as_str) == Some("0") && t.frames.len() == 3)
+        .unwrap_or_else(|| panic!("vCPU 0's kernel stack in\n{out}"));
+    assert_eq!(
+        root_to_leaf(run_trace),
+        names(&["kvm_vcpu_ioctl", "kvm_arch_vcpu_ioctl_run", "vmx_vcpu_run"]),
+        "{out}"
+    );
+    assert_eq!(run_trace.labels["class"], "hypervisor-kvm");
+    assert_eq!(run_trace.value, "20");
+    let sched_trace = traces
+        .iter()
+        .find(|t| t.labels.get("vcpu").map(String::as_str) == Some("1"))
+        .unwrap_or_else(|| panic!("vCPU 1's stack in\n{out}"));
+    assert_eq!(
+        root_to_leaf(sched_trace),
+        names(&["kvm_vcpu_ioctl", "schedule"])
+    );
+    assert_eq!(sched_trace.labels["class"], "hypervisor-kernel");
+}
