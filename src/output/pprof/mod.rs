@@ -29,9 +29,10 @@
 //! - **no double counting** in active mode: when the VM's guest view is not in the class table
 //!   ([`GuestView::in_class_table`] `== false`), the helper's stacks describe the same time as
 //!   the host's vCPU samples; they are written as separate samples labelled `origin=helper`, so
-//!   `go tool pprof -tagignore origin=helper` gives the host's view and `-tagfocus
-//!   origin=helper` the guest's. When it is in the class table, the helper's stacks replace the
-//!   host's guest-kernel and guest-user samples of that VM (which are left out).
+//!   `go tool pprof -tagignore=origin=helper -relative_percentages` gives the host's view (the
+//!   text report's shares) and `-tagfocus=origin=helper` the guest's. When it is in the class
+//!   table, the helper's stacks replace the host's guest-kernel and guest-user samples of that
+//!   VM (which are left out).
 //! - **profiles built without stacks** (no [`VmReport::stacks`]): one-frame stacks from each
 //!   thread's top symbols, as [`super::flame::folded`] does, with the thread's period shared in
 //!   proportion to samples; likewise the guest processes' top symbols (labelled
