@@ -46,10 +46,14 @@
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SectionKind, SymbolKind};
+use object::{
+    Object, ObjectSection, ObjectSegment, ObjectSymbol, SectionFlags, SectionKind, SymbolKind,
+};
 
 use crate::error::{Error, Result};
 use crate::mmap::{Mmap, SharedBytes};
@@ -108,6 +112,38 @@ pub struct SourceLoc {
     pub line: Option<u32>,
 }
 
+/// Longest `.gnu_debuglink` file name accepted, in bytes (`NAME_MAX` of Linux file systems).
+pub const MAX_DEBUGLINK_NAME_LEN: usize = 255;
+
+/// The contents of a `.gnu_debuglink` section: the debug file's name and its CRC-32.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebugLink {
+    /// A bare file name (no `/`, not `.` or `..`, 1 to [`MAX_DEBUGLINK_NAME_LEN`] bytes).
+    pub name: PathBuf,
+    /// CRC-32 (IEEE) of the whole debug file, in the stripped file's byte order.
+    pub crc: u32,
+}
+
+impl DebugLink {
+    /// Validates the raw name from `object::Object::gnu_debuglink`. `None` for a name that is
+    /// empty, too long, or not a plain file name (it would leave the searched directories).
+    pub fn new(name: &[u8], crc: u32) -> Option<DebugLink> {
+        if name.is_empty()
+            || name.len() > MAX_DEBUGLINK_NAME_LEN
+            || name.contains(&b'/')
+            || name.contains(&0)
+            || name == b"."
+            || name == b".."
+        {
+            return None;
+        }
+        Some(DebugLink {
+            name: PathBuf::from(OsStr::from_bytes(name)),
+            crc,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Sym {
     addr: u64,
@@ -133,7 +169,14 @@ pub struct ElfFile {
     syms: Vec<Sym>,
     names: String,
     from_dynsym: bool,
+    /// `.symtab` has function symbols (the file is not stripped of them).
+    symtab_symbols: bool,
+    debuglink: Option<DebugLink>,
     has_debug_info: bool,
+    /// The separate debug file whose symbols were adopted ([`ElfFile::adopt_debug_file`]).
+    debug_path: Option<PathBuf>,
+    /// That debug file, kept only for its DWARF when this file has none.
+    debug: Option<Box<ElfFile>>,
     /// Built on the first [`ElfFile::location`]; `None` caches a failure.
     dwarf: OnceCell<Option<addr2line::Context<Reader>>>,
 }
@@ -145,6 +188,7 @@ impl std::fmt::Debug for ElfFile {
             .field("kind", &self.kind)
             .field("symbols", &self.syms.len())
             .field("from_dynsym", &self.from_dynsym)
+            .field("debug_file", &self.debug_path)
             .field("loads", &self.loads)
             .finish_non_exhaustive()
     }
@@ -202,6 +246,7 @@ impl ElfFile {
         let build_id = obj.build_id().ok().flatten().map(<[u8]>::to_vec);
 
         let (mut syms, mut names) = collect_symbols(&obj, obj.symbols());
+        let symtab_symbols = !syms.is_empty();
         let mut from_dynsym = false;
         if syms.is_empty() {
             (syms, names) = collect_symbols(&obj, obj.dynamic_symbols());
@@ -210,6 +255,12 @@ impl ElfFile {
         let has_debug_info = obj
             .section_by_name(".debug_info")
             .is_some_and(|s| s.size() > 0);
+        // A malformed or unsafe link just means "no debuglink".
+        let debuglink = obj
+            .gnu_debuglink()
+            .ok()
+            .flatten()
+            .and_then(|(name, crc)| DebugLink::new(name, crc));
 
         Ok(ElfFile {
             path: path.to_owned(),
@@ -220,7 +271,11 @@ impl ElfFile {
             syms,
             names,
             from_dynsym,
+            symtab_symbols,
+            debuglink,
             has_debug_info,
+            debug_path: None,
+            debug: None,
             dwarf: OnceCell::new(),
             data,
         })
@@ -278,9 +333,50 @@ impl ElfFile {
         self.from_dynsym
     }
 
-    /// Whether the file has a non-empty `.debug_info` section (DWARF for [`ElfFile::location`]).
+    /// Whether DWARF for [`ElfFile::location`] is available: a non-empty `.debug_info` section
+    /// in this file or in its adopted debug file.
     pub fn has_debug_info(&self) -> bool {
-        self.has_debug_info
+        self.has_debug_info || self.debug.is_some()
+    }
+
+    /// Whether `.symtab` has function symbols. `false` for a stripped file, even after a debug
+    /// file's symbols were adopted.
+    pub fn has_symtab_symbols(&self) -> bool {
+        self.symtab_symbols
+    }
+
+    /// The `.gnu_debuglink` section (`objcopy --add-gnu-debuglink`), if present and naming a
+    /// plain file.
+    pub fn debuglink(&self) -> Option<&DebugLink> {
+        self.debuglink.as_ref()
+    }
+
+    /// Whether a separate debug file should be looked for: `.symtab` has no function symbols
+    /// and none has been adopted yet. See [`crate::debugfile`].
+    pub fn wants_debug_file(&self) -> bool {
+        !self.symtab_symbols && self.debug_path.is_none()
+    }
+
+    /// The separate debug file whose symbols this file uses, if one was adopted.
+    pub fn debug_file(&self) -> Option<&Path> {
+        self.debug_path.as_deref()
+    }
+
+    /// The whole mapped file.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Takes over the `.symtab` symbols of `debug`, a checked separate debug file of this file
+    /// (same SVMAs), and keeps it for its DWARF if this file has none. The caller
+    /// ([`crate::debugfile::DebugDirs::attach`]) has verified build ID / CRC.
+    pub(crate) fn adopt_debug_file(&mut self, mut debug: ElfFile) {
+        self.syms = std::mem::take(&mut debug.syms);
+        self.names = std::mem::take(&mut debug.names);
+        self.from_dynsym = false;
+        self.debug_path = Some(debug.path.clone());
+        // Dropping an unneeded debug file unmaps it.
+        self.debug = (!self.has_debug_info && debug.has_debug_info).then(|| Box::new(debug));
     }
 
     /// The function containing `svma`, by binary search over the sorted symbols.
@@ -309,6 +405,9 @@ impl ElfFile {
     /// The DWARF context is built on the first call and cached; a failure to build it
     /// (no DWARF, corrupt sections) is cached too, and every later call returns `None` at once.
     pub fn location(&self, svma: u64) -> Option<SourceLoc> {
+        if let (false, Some(debug)) = (self.has_debug_info, &self.debug) {
+            return debug.location(svma);
+        }
         let ctx = self
             .dwarf
             .get_or_init(|| self.build_dwarf().ok())
@@ -365,9 +464,15 @@ fn collect_symbols<'data, 'file>(
     obj: &'file object::File<'data>,
     iter: object::SymbolIterator<'data, 'file>,
 ) -> (Vec<Sym>, String) {
+    // Executable sections by flag, not kind: in a separate debug file `.text` is `SHT_NOBITS`,
+    // which `object` classifies as uninitialized data.
+    let exec = u64::from(object::elf::SHF_ALLOC | object::elf::SHF_EXECINSTR);
     let text_sections: Vec<object::SectionIndex> = obj
         .sections()
-        .filter(|s| s.kind() == SectionKind::Text)
+        .filter(|s| {
+            s.kind() == SectionKind::Text
+                || matches!(s.flags(), SectionFlags::Elf { sh_flags } if sh_flags & exec == exec)
+        })
         .map(|s| s.index())
         .collect();
     let mut syms = Vec::new();
@@ -383,6 +488,7 @@ fn collect_symbols<'data, 'file>(
         };
         let addr = sym.address();
         let Ok(name) = sym.name() else { continue };
+        let name = strip_symbol_version(name);
         // `$x`/`$d` are ARM mapping symbols, not functions.
         if !is_code || addr == 0 || name.is_empty() || name.starts_with('$') {
             continue;
@@ -432,6 +538,18 @@ fn collect_symbols<'data, 'file>(
     (syms, names)
 }
 
+/// Drops a symbol-version suffix from a `.symtab` name: `__libc_start_main@@GLIBC_2.34` (the
+/// default version) and `__libc_start_main@GLIBC_2.2.5` (an older one) become
+/// `__libc_start_main`, the name `.dynsym` gives (versions live in `.gnu.version` there). The
+/// suffix comes from the assembler's `.symver` directive (binutils `as` manual, "`.symver`");
+/// ELF names have no other use for `@`.
+fn strip_symbol_version(name: &str) -> &str {
+    match name.find('@') {
+        Some(at) if at > 0 => &name[..at],
+        _ => name,
+    }
+}
+
 /// Demangles a symbol name: Rust (legacy `_ZN…17h<hash>E` and v0 `_R…`, printed without the
 /// hash) via `rustc-demangle`, then Itanium C++ (`_Z…`) via `cpp_demangle`. Returns the input
 /// unchanged if it is not mangled or does not demangle.
@@ -454,6 +572,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn debuglink_names_are_plain_file_names() {
+        assert_eq!(
+            DebugLink::new(b"libc.so.6.debug", 7),
+            Some(DebugLink {
+                name: "libc.so.6.debug".into(),
+                crc: 7
+            })
+        );
+        for bad in [&b""[..], b".", b"..", b"../etc/passwd", b"a/b", b"a\0b"] {
+            assert_eq!(DebugLink::new(bad, 0), None, "{bad:?}");
+        }
+        assert!(DebugLink::new(&[b'a'; MAX_DEBUGLINK_NAME_LEN], 0).is_some());
+        assert!(DebugLink::new(&[b'a'; MAX_DEBUGLINK_NAME_LEN + 1], 0).is_none());
+    }
+
+    #[test]
     fn demangles_rust_cpp_and_plain() {
         assert_eq!(
             demangle("_ZN4core3ptr13drop_in_place17h0123456789abcdefE"),
@@ -464,6 +598,20 @@ mod tests {
         assert_eq!(demangle("_Z3addii"), "add(int, int)");
         assert_eq!(demangle("main"), "main");
         assert_eq!(demangle("_Zgarbage"), "_Zgarbage");
+    }
+
+    #[test]
+    fn symbol_versions_are_dropped() {
+        assert_eq!(
+            strip_symbol_version("__libc_start_main@@GLIBC_2.34"),
+            "__libc_start_main"
+        );
+        assert_eq!(
+            strip_symbol_version("pthread_kill@GLIBC_2.2.5"),
+            "pthread_kill"
+        );
+        assert_eq!(strip_symbol_version("start_thread"), "start_thread");
+        assert_eq!(strip_symbol_version("@odd"), "@odd");
     }
 
     #[test]

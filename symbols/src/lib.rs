@@ -15,7 +15,7 @@
 //! only whole operations (loading a table, opening a file) return [`Error`].
 //!
 //! Modules: [`kallsyms`] (kernel tables), [`maps`] (`/proc/PID/maps`), [`elf`] (ELF and
-//! DWARF), [`error`]. File formats and their sources are described in each module and in
+//! DWARF), [`debugfile`] (separate debug files of stripped ELF files), [`error`]. File formats and their sources are described in each module and in
 //! `docs/symbols.md`.
 //!
 //! # Example
@@ -34,6 +34,7 @@
 //! # }
 //! ```
 
+pub mod debugfile;
 pub mod elf;
 pub mod error;
 pub mod kallsyms;
@@ -46,7 +47,8 @@ use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-pub use elf::{demangle, ElfFile, ElfKind, ElfSym, LoadSegment, SourceLoc};
+pub use debugfile::DebugDirs;
+pub use elf::{demangle, DebugLink, ElfFile, ElfKind, ElfSym, LoadSegment, SourceLoc};
 pub use error::{Error, Result};
 pub use kallsyms::{Kallsyms, KernelSym, MAX_SYMBOL_SPAN};
 pub use maps::{MapEntry, MapPath, Perms, ProcMaps};
@@ -140,12 +142,15 @@ impl fmt::Display for Reason {
 /// A symbolizer with a cache of opened ELF files.
 ///
 /// Each file is opened once per path; an open failure is cached too, so a missing file is
-/// tried once. Use one `Symbolizer` per address space (host, or one guest), since paths are
-/// only meaningful within one.
+/// tried once. A file stripped of `.symtab` gets the symbols of its separate debug file when
+/// one is found ([`debugfile`], searched under `/` unless [`Symbolizer::with_debug_root`]).
+/// Use one `Symbolizer` per address space (host, or one guest), since paths are only
+/// meaningful within one.
 #[derive(Debug)]
 pub struct Symbolizer {
     files: HashMap<PathBuf, std::result::Result<ElfFile, String>>,
     locations: bool,
+    debug_dirs: DebugDirs,
 }
 
 impl Default for Symbolizer {
@@ -160,7 +165,22 @@ impl Symbolizer {
         Symbolizer {
             files: HashMap::new(),
             locations: true,
+            debug_dirs: DebugDirs::system(),
         }
+    }
+
+    /// Looks for separate debug files under `root` (`ROOT/usr/lib/debug/...`) instead of `/`,
+    /// with no debuginfod cache: for a sysroot, or a test's temp dir. Set it before the first
+    /// lookup; files already cached keep what they found.
+    pub fn with_debug_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.debug_dirs = DebugDirs::with_root(root);
+        self
+    }
+
+    /// Sets where separate debug files are looked for (see [`DebugDirs`]).
+    pub fn with_debug_dirs(mut self, dirs: DebugDirs) -> Self {
+        self.debug_dirs = dirs;
+        self
     }
 
     /// Enables or disables DWARF source locations in [`SymInfo::location`]. Building a DWARF
@@ -243,15 +263,22 @@ impl Symbolizer {
         }
     }
 
-    /// The cached [`ElfFile`] for `path`, opening it on first use.
+    /// The cached [`ElfFile`] for `path`, opening it (and, if it has no `.symtab`, its
+    /// separate debug file) on first use.
     ///
     /// # Errors
     ///
-    /// The cached open failure, rendered with its cause chain.
+    /// The cached open failure, rendered with its cause chain. A missing or unusable debug
+    /// file is not an error: the file keeps its `.dynsym` symbols.
     pub fn file(&mut self, path: &Path) -> std::result::Result<&ElfFile, &str> {
+        let dirs = &self.debug_dirs;
         self.files
             .entry(path.to_owned())
-            .or_insert_with(|| ElfFile::open(path).map_err(|e| hvprof_rt::error_chain(&e)))
+            .or_insert_with(|| {
+                let mut elf = ElfFile::open(path).map_err(|e| hvprof_rt::error_chain(&e))?;
+                dirs.attach(&mut elf);
+                Ok(elf)
+            })
             .as_ref()
             .map_err(String::as_str)
     }
