@@ -24,10 +24,11 @@
 //! # Symbols
 //!
 //! Function symbols (`STT_FUNC`, `STT_GNU_IFUNC`, and `STT_NOTYPE` in executable sections) come
-//! from `.symtab`, or from `.dynsym` when `.symtab` has none (stripped files). They are sorted
-//! once at [`ElfFile::open`]; names are demangled at lookup ([`demangle`]). A symbol with
-//! `st_size == 0` is taken to extend to the next symbol or the end of its section, whichever
-//! comes first.
+//! from `.symtab`, or from `.dynsym` when `.symtab` has none (stripped files) — until
+//! [`crate::debugfile::DebugDirs::attach`] adopts the `.symtab` of the file's separate debug
+//! file. They are sorted once at [`ElfFile::open`]; version suffixes (`@@GLIBC_2.34`) are dropped
+//! and names are demangled at lookup ([`demangle`]). A symbol with `st_size == 0` is taken to
+//! extend to the next symbol or the end of its section, whichever comes first.
 //!
 //! # Example
 //!
