@@ -185,16 +185,32 @@ impl DebugDirs {
     }
 
     /// Finds the debug file of `elf` and adopts its symbols (and DWARF) into it, if `elf`
-    /// wants one ([`ElfFile::wants_debug_file`]). Candidates that do not exist are skipped
-    /// silently; existing ones that fail a check are listed in [`DebugSearch::rejected`].
+    /// wants one ([`ElfFile::wants_debug_file`]). See [`DebugDirs::find`].
     pub fn attach(&self, elf: &mut ElfFile) -> DebugSearch {
-        let mut search = DebugSearch::default();
         if !elf.wants_debug_file() {
-            return search;
+            return DebugSearch::default();
         }
-        let own = std::fs::metadata(elf.path()).ok();
-        for (path, via) in self.candidates(elf.path(), elf.build_id(), elf.debuglink()) {
-            let Ok(meta) = std::fs::metadata(&path) else {
+        let (debug, search) = self.find(elf.path(), elf.build_id(), elf.debuglink());
+        if let Some(debug) = debug {
+            elf.adopt_debug_file(debug);
+        }
+        search
+    }
+
+    /// Finds and opens the debug file of the stripped file at `path`, which has `build_id` and
+    /// `debuglink`: the first of [`DebugDirs::candidates`] that passes the checks of the
+    /// [module docs](self). Candidates that do not exist, and `path` itself, are skipped
+    /// silently; existing ones that fail a check are listed in [`DebugSearch::rejected`].
+    pub fn find(
+        &self,
+        path: &Path,
+        build_id: Option<&[u8]>,
+        debuglink: Option<&DebugLink>,
+    ) -> (Option<ElfFile>, DebugSearch) {
+        let mut search = DebugSearch::default();
+        let own = std::fs::metadata(path).ok();
+        for (candidate, via) in self.candidates(path, build_id, debuglink) {
+            let Ok(meta) = std::fs::metadata(&candidate) else {
                 continue;
             };
             if own
@@ -203,23 +219,31 @@ impl DebugDirs {
             {
                 continue; // the stripped file itself (a debuglink naming its own file)
             }
-            match check(elf, &path, via) {
+            let crc = match via {
+                Via::DebugLink => debuglink.map(|l| l.crc),
+                Via::BuildId | Via::Debuginfod => None,
+            };
+            match check(&candidate, build_id, crc) {
                 Ok(debug) => {
-                    elf.adopt_debug_file(debug);
-                    search.found = Some((path, via));
-                    break;
+                    search.found = Some((candidate, via));
+                    return (Some(debug), search);
                 }
-                Err(why) => search.rejected.push(Rejected { path, via, why }),
+                Err(why) => search.rejected.push(Rejected {
+                    path: candidate,
+                    via,
+                    why,
+                }),
             }
         }
-        search
+        (None, search)
     }
 }
 
-/// Opens the candidate at `path` and checks it against `elf`.
-fn check(elf: &ElfFile, path: &Path, via: Via) -> Result<ElfFile, String> {
+/// Opens the candidate at `path` and checks that it has build ID `want_id` (if given), CRC-32
+/// `want_crc` (if given) and `.symtab` function symbols.
+fn check(path: &Path, want_id: Option<&[u8]>, want_crc: Option<u32>) -> Result<ElfFile, String> {
     let debug = ElfFile::open(path).map_err(|e| hvprof_rt::error_chain(&e))?;
-    if let Some(want) = elf.build_id() {
+    if let Some(want) = want_id {
         match debug.build_id() {
             Some(got) if got == want => {}
             Some(got) => {
@@ -232,8 +256,7 @@ fn check(elf: &ElfFile, path: &Path, via: Via) -> Result<ElfFile, String> {
             None => return Err("no build ID".into()),
         }
     }
-    if via == Via::DebugLink {
-        let want = elf.debuglink().map_or(0, |l| l.crc);
+    if let Some(want) = want_crc {
         let got = crc32fast::hash(debug.bytes());
         if got != want {
             return Err(format!(

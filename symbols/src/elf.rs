@@ -368,6 +368,11 @@ impl ElfFile {
         &self.data
     }
 
+    /// The shared mapping of the whole file (for zero-copy section readers).
+    pub(crate) fn mapping(&self) -> &Arc<Mmap> {
+        &self.data
+    }
+
     /// Takes over the `.symtab` symbols of `debug`, a checked separate debug file of this file
     /// (same SVMAs), and keeps it for its DWARF if this file has none. The caller
     /// ([`crate::debugfile::DebugDirs::attach`]) has verified build ID / CRC.

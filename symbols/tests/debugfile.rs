@@ -1,7 +1,8 @@
 //! Separate debug files: a C fixture split as Debian splits its packages
 //! (`objcopy --only-keep-debug`, `strip --strip-all`, `objcopy --add-gnu-debuglink`), found by
 //! build ID and by `.gnu_debuglink` in each of its directories, and refused when the build ID or
-//! CRC does not match; then this machine's libc and its libc6-dbg file, if installed.
+//! CRC does not match; the unwinder taking `.debug_frame` from a debug file; then this machine's
+//! libc and its libc6-dbg file, if installed.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hvprof_symbols::debugfile::{DebugDirs, Via};
-use hvprof_symbols::{ElfFile, ProcMaps, Reason, Symbolized, Symbolizer};
+use hvprof_symbols::{ElfFile, ProcMaps, Reason, Symbolized, Symbolizer, Unwinder, UserRegs};
 
 /// `fixture_static` has no `.dynsym` entry: only `.symtab` names it.
 const PROG_C: &str = r#"
@@ -337,4 +338,109 @@ fn libc_start_thread_from_its_debug_file() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// A library built without unwind tables has only `.debug_frame`, which stripping moves to the
+/// debug file: the unwinder must take it from there.
+const NOEH_C: &str = r#"
+__attribute__((noinline)) int noeh_leaf(int x) { volatile int y = x * 3; return y; }
+"#;
+
+#[test]
+fn unwinder_takes_debug_frame_from_the_debug_file() {
+    if !have_tools() {
+        skip!("gcc/objcopy/strip not found");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = dir.join("root");
+    std::fs::write(dir.join("noeh.c"), NOEH_C).unwrap();
+    run(
+        dir,
+        "gcc",
+        &[
+            "-shared",
+            "-fPIC",
+            "-g",
+            "-O0",
+            "-fno-omit-frame-pointer",
+            "-fcf-protection=none",
+            "-fno-asynchronous-unwind-tables",
+            "-fno-unwind-tables",
+            "-nostartfiles",
+            "-Wl,--build-id",
+            "-o",
+            "libnoeh.so",
+            "noeh.c",
+        ],
+    );
+    let lib = dir.join("libnoeh.so");
+    let full = ElfFile::open(&lib).unwrap();
+    let entry = full
+        .symbols()
+        .find(|s| s.name == "noeh_leaf")
+        .expect("noeh_leaf in .symtab")
+        .addr;
+    let entry_off = file_offset(&full, entry);
+    drop(full);
+    let bytes = std::fs::read(&lib).unwrap();
+    assert_eq!(
+        bytes[entry_off as usize], 0x55,
+        "noeh_leaf starts with push %rbp"
+    );
+    run(
+        dir,
+        "objcopy",
+        &["--only-keep-debug", "libnoeh.so", "libnoeh.so.debug"],
+    );
+    run(dir, "strip", &["--strip-all", "libnoeh.so"]);
+    place(&dir.join("libnoeh.so.debug"), &build_id_path(&root, &lib));
+
+    // Map the segment holding noeh_leaf at a page-aligned AVMA, as ld.so would.
+    let stripped = ElfFile::open(&lib).unwrap();
+    let seg = *stripped
+        .load_segments()
+        .iter()
+        .find(|s| s.svma <= entry && entry - s.svma < s.file_size)
+        .unwrap();
+    let page = 0x1000;
+    let svma_down = seg.svma & !(page - 1);
+    let off_down = seg.file_offset & !(page - 1);
+    let start = 0x7f00_0000_0000 + svma_down;
+    let len = (seg.svma + seg.file_size - svma_down).div_ceil(page) * page;
+    let inode = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&lib).unwrap().ino()
+    };
+    let maps = ProcMaps::parse(&format!(
+        "{start:x}-{:x} r-xp {off_down:08x} 00:00 {inode} {}\n",
+        start + len,
+        lib.display()
+    ))
+    .unwrap();
+    let avma = |svma: u64| start + (svma - svma_down);
+
+    // Just after `push %rbp`: the CFI says the return address is at sp+8. The frame-pointer
+    // rule would follow rbp to a different one.
+    let sp = 0x7ffd_0000_0000u64;
+    let (ra_cfi, ra_fp) = (avma(entry) + 0x40, avma(entry) + 0x80);
+    let words = [0, ra_cfi, 0, 0, 0, ra_fp];
+    let stack: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let regs = UserRegs {
+        ip: avma(entry) + 1,
+        sp,
+        bp: sp + 32,
+    };
+    let caller = |dirs: DebugDirs| {
+        let mut u = Unwinder::new().with_debug_dirs(dirs);
+        let mut out = Vec::new();
+        u.unwind(1, &maps, regs, &stack, 2, &mut out);
+        out.get(1).copied()
+    };
+    assert_eq!(
+        caller(DebugDirs::with_root(dir.join("empty"))),
+        Some(ra_fp),
+        "no CFI without the debug file: frame pointers"
+    );
+    assert_eq!(caller(DebugDirs::with_root(&root)), Some(ra_cfi));
 }

@@ -24,8 +24,8 @@
 //!
 //! # Limits
 //!
-//! Separate debug files (`/usr/lib/debug/.build-id/...`) are not searched for `.debug_frame`;
-//! deleted or replaced files and `/memfd:` mappings get no module (frame pointers only). On
+//! A file's separate debug file ([`crate::debugfile`]) is searched for `.debug_frame` only when
+//! the file has neither `.eh_frame` nor `.debug_frame` ([`Unwinder::with_debug_dirs`]); deleted or replaced files and `/memfd:` mappings get no module (frame pointers only). On
 //! overlayfs the inode in `/proc/PID/maps` may differ from `stat(2)`'s, which also leaves the
 //! file to frame pointers.
 //!
@@ -58,6 +58,7 @@ use std::sync::Arc;
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{FrameAddress, Unwinder as _};
 
+use crate::debugfile::DebugDirs;
 use crate::maps::{MapEntry, MapPath, ProcMaps};
 use module::{FileUnwindInfo, SectionBytes};
 
@@ -115,6 +116,8 @@ pub struct Unwinder {
     files: HashMap<FileKey, Option<Arc<FileUnwindInfo>>>,
     processes: HashMap<i32, Process>,
     cache: CacheX86_64,
+    /// Where the `.debug_frame` of a file without `.eh_frame` may be found.
+    debug_dirs: DebugDirs,
 }
 
 // The session may move the unwinder to its consuming thread.
@@ -139,13 +142,22 @@ impl Default for Unwinder {
 }
 
 impl Unwinder {
-    /// An unwinder with empty caches.
+    /// An unwinder with empty caches that looks for separate debug files in the host's
+    /// directories ([`DebugDirs::system`]).
     pub fn new() -> Unwinder {
         Unwinder {
             files: HashMap::new(),
             processes: HashMap::new(),
             cache: CacheX86_64::new(),
+            debug_dirs: DebugDirs::system(),
         }
+    }
+
+    /// Sets where the separate debug file of an ELF file without `.eh_frame` is looked for
+    /// (its `.debug_frame` is then used). Set it before the first unwind.
+    pub fn with_debug_dirs(mut self, dirs: DebugDirs) -> Unwinder {
+        self.debug_dirs = dirs;
+        self
     }
 
     /// Unwinds one sample's user stack of process `pid` whose mappings are `maps`.
@@ -179,6 +191,7 @@ impl Unwinder {
             files,
             processes,
             cache,
+            debug_dirs,
         } = self;
         let process = processes.entry(pid).or_insert_with(|| Process {
             unwinder: UnwinderX86_64::new(),
@@ -191,7 +204,7 @@ impl Unwinder {
             let Some(map) = code_mapping(maps, address.address_for_lookup()) else {
                 return;
             };
-            process.add_mapping(files, map);
+            process.add_mapping(files, debug_dirs, map);
             let sp = fh_regs.sp();
             let Ok(Some(ra)) =
                 process
@@ -237,6 +250,7 @@ impl Process {
     fn add_mapping(
         &mut self,
         files: &mut HashMap<FileKey, Option<Arc<FileUnwindInfo>>>,
+        debug_dirs: &DebugDirs,
         map: &MapEntry,
     ) {
         let seen = |module| SeenMapping {
@@ -261,7 +275,7 @@ impl Process {
                 self.unwinder.remove_module(start);
             }
         }
-        let module = file_info(files, map).and_then(|info| info.module(map));
+        let module = file_info(files, debug_dirs, map).and_then(|info| info.module(map));
         let added = module.is_some();
         if let Some(module) = module {
             self.unwinder.add_module(module);
@@ -275,6 +289,7 @@ impl Process {
 /// inode than the mapping's.
 fn file_info(
     files: &mut HashMap<FileKey, Option<Arc<FileUnwindInfo>>>,
+    debug_dirs: &DebugDirs,
     map: &MapEntry,
 ) -> Option<Arc<FileUnwindInfo>> {
     let MapPath::File {
@@ -298,7 +313,7 @@ fn file_info(
             if map.inode != 0 && std::fs::metadata(path).ok()?.ino() != map.inode {
                 return None;
             }
-            FileUnwindInfo::open(path).ok().map(Arc::new)
+            FileUnwindInfo::open(path, debug_dirs).ok().map(Arc::new)
         })
         .clone()
 }

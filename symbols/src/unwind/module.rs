@@ -2,8 +2,9 @@
 //!
 //! Input: the path of a mapped ELF file. Output: [`FileUnwindInfo`] — the file mapping, the
 //! SVMA ranges of `.text`, `.got`, `.eh_frame`, `.eh_frame_hdr` and the bytes of those sections
-//! (plus `.debug_frame` when there is no `.eh_frame`), as zero-copy ranges of the mapping — from
-//! which [`FileUnwindInfo::module`] builds a framehop [`Module`] for one executable mapping.
+//! (plus `.debug_frame` when there is no `.eh_frame`: the file's own, or else its separate debug
+//! file's, found by [`DebugDirs::find`]), as zero-copy ranges of the mappings — from which
+//! [`FileUnwindInfo::module`] builds a framehop [`Module`] for one executable mapping.
 //!
 //! # Addresses
 //!
@@ -20,7 +21,8 @@ use std::sync::Arc;
 
 use object::{CompressionFormat, Object, ObjectSection, ObjectSegment};
 
-use crate::elf::LoadSegment;
+use crate::debugfile::DebugDirs;
+use crate::elf::{DebugLink, LoadSegment};
 use crate::error::{Error, Result};
 use crate::maps::MapEntry;
 use crate::mmap::{Mmap, SharedBytes};
@@ -80,14 +82,17 @@ pub(crate) struct FileUnwindInfo {
 }
 
 impl FileUnwindInfo {
-    /// Maps the ELF file at `path` and finds its `PT_LOAD` headers and unwind sections.
+    /// Maps the ELF file at `path` and finds its `PT_LOAD` headers and unwind sections. A file
+    /// with neither `.eh_frame` (or an empty one) nor `.debug_frame` takes the `.debug_frame` of
+    /// its separate debug file, looked for in `debug_dirs` (same SVMAs; stripping removes
+    /// `.debug_frame` but keeps `.eh_frame`, so this is rare).
     ///
     /// # Errors
     ///
     /// [`Error::Open`] / [`Error::Mmap`] if the file cannot be opened or mapped, [`Error::Elf`]
     /// if it is not a regular file or not a parsable ELF file. A file without any unwind section
     /// is not an error: its modules fall back to frame pointers.
-    pub(crate) fn open(path: &Path) -> Result<FileUnwindInfo> {
+    pub(crate) fn open(path: &Path, debug_dirs: &DebugDirs) -> Result<FileUnwindInfo> {
         let map = Arc::new(Mmap::open(path)?);
         let elf_err = |reason: String| Error::Elf {
             path: path.to_owned(),
@@ -121,10 +126,12 @@ impl FileUnwindInfo {
                 bytes: section_bytes(&s, &shared)?,
             })
         };
-        let eh_frame = section(".eh_frame");
+        // A linker script may leave an empty `.eh_frame` in a file built without unwind tables.
+        let eh_frame = section(".eh_frame").filter(|s| !s.bytes.is_empty());
         let debug_frame = if eh_frame.is_none() {
             obj.section_by_name(".debug_frame")
                 .and_then(|s| section_bytes(&s, &shared))
+                .or_else(|| debug_file_frame(path, &obj, debug_dirs))
         } else {
             None
         };
@@ -184,6 +191,25 @@ impl FileUnwindInfo {
             info,
         ))
     }
+}
+
+/// The `.debug_frame` of the separate debug file of `obj` (at `path`), if one is found.
+fn debug_file_frame(
+    path: &Path,
+    obj: &object::File<'_>,
+    debug_dirs: &DebugDirs,
+) -> Option<SectionBytes> {
+    let build_id = obj.build_id().ok().flatten();
+    let link = obj
+        .gnu_debuglink()
+        .ok()
+        .flatten()
+        .and_then(|(name, crc)| DebugLink::new(name, crc));
+    let (debug, _) = debug_dirs.find(path, build_id, link.as_ref());
+    let map = debug?.mapping().clone();
+    let debug_obj = object::File::parse(&**map).ok()?;
+    let section = debug_obj.section_by_name(".debug_frame")?;
+    section_bytes(&section, &SharedBytes::Mapped(map.clone()))
 }
 
 /// The bytes of `section`: a range of the file mapping, or a decompressed copy of an
@@ -281,7 +307,7 @@ mod tests {
     #[test]
     fn base_avma_of_own_executable_matches_a_function_address() {
         let exe = std::env::current_exe().unwrap();
-        let info = FileUnwindInfo::open(&exe).unwrap();
+        let info = FileUnwindInfo::open(&exe, &DebugDirs::system()).unwrap();
         assert!(info.has_cfi(), "rustc emits .eh_frame");
         assert!(info.eh_frame_hdr.is_some());
         let avma = unwind_module_marker as *const () as usize as u64;
@@ -309,7 +335,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x");
         std::fs::write(&p, b"#!/bin/sh\n").unwrap();
-        assert!(matches!(FileUnwindInfo::open(&p), Err(Error::Elf { .. })));
+        assert!(matches!(
+            FileUnwindInfo::open(&p, &DebugDirs::system()),
+            Err(Error::Elf { .. })
+        ));
     }
 
     #[test]
