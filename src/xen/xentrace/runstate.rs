@@ -2,6 +2,9 @@
 //! (PV, `TRC_PV_HYPERCALL_V2`) and HVM exits by reason with latency (`TRC_HVM_VMEXIT` to
 //! the next `TRC_HVM_VMENTRY` on the same pCPU), each charged to the vCPU running there.
 //!
+//! xentrace writes per-pCPU windows, so records are first merged by TSC (Xen keeps the pCPUs'
+//! TSCs in step; xenalyze merges the same way).
+//!
 //! Runstates are those of `xen/include/public/vcpu.h`: running (0), runnable (1; waiting for
 //! a pCPU: steal), blocked (2), offline (3). A vCPU's time before its first change in the trace
 //! counts in that change's old state from the trace's first cycle; its time after its last
@@ -29,6 +32,8 @@ pub const DOMID_IDLE: u32 = 0x7fff;
 pub const RUNSTATE_NAMES: [&str; 4] = ["running", "runnable", "blocked", "offline"];
 /// Distinct (domain, vCPU) pairs tracked at most.
 const MAX_VCPUS_TRACKED: usize = 1 << 16;
+/// Records merged at most (a trace of this many records is ~1.5 GiB; the rest is not read).
+const MAX_RECORDS: usize = 1 << 26;
 /// Distinct exit reasons / hypercall ops kept per domain at most.
 const MAX_KEYS: usize = 4096;
 
@@ -89,8 +94,16 @@ pub fn summarize(bytes: &[u8]) -> TraceSummary {
     let mut pending_exit: BTreeMap<u32, (u64, u32, Option<u32>)> = BTreeMap::new();
     let mut first: Option<u64> = None;
     let mut last: u64 = 0;
+    // xentrace writes each pCPU's buffer as a window of its own: records come in time order
+    // per pCPU only. Merge them by TSC first (stable, so equal TSCs keep file order).
     let mut p = Parser::new(bytes);
-    for r in p.by_ref() {
+    let mut recs: Vec<_> = p
+        .by_ref()
+        .filter(|r| r.tsc.is_some())
+        .take(MAX_RECORDS)
+        .collect();
+    recs.sort_by_key(|r| r.tsc);
+    for r in recs {
         let Some(tsc) = r.tsc else { continue };
         let first_tsc = *first.get_or_insert(tsc);
         last = last.max(tsc);
@@ -288,6 +301,26 @@ mod tests {
         assert_eq!(s.hypercalls[&1][&0x18], 1);
         // The second hypercall came on pCPU 1 after d1v1 went offline: no owner.
         assert_eq!(s.unowned_events, 1);
+    }
+
+    #[test]
+    fn windows_are_merged_by_time() {
+        // pCPU 1's window (later in the file) holds the earlier changes of a vCPU that moved.
+        let mut w = TraceWriter::new();
+        w.cpu_change(0, 0)
+            .runstate(500, 1, 0, 1, 0)
+            .runstate(900, 1, 0, 0, 2);
+        w.cpu_change(1, 0)
+            .runstate(100, 1, 0, 2, 1)
+            .runstate(200, 1, 0, 1, 0)
+            .runstate(300, 1, 0, 0, 1);
+        let s = summarize(&w.bytes);
+        // blocked 100..100, runnable 100..200 and 300..500, running 200..300 and 500..900.
+        assert_eq!(s.vcpus[&(1, 0)].cycles, [500, 300, 0, 0]);
+        assert_eq!(s.span, Some((100, 900)));
+        assert_eq!(s.timeline.at(1, 250).map(|g| g.domid), Some(1));
+        assert_eq!(s.timeline.at(0, 600).map(|g| g.domid), Some(1));
+        assert_eq!(s.timeline.at(1, 600), None);
     }
 
     #[test]
