@@ -267,6 +267,44 @@ mod tests {
     }
 
     #[test]
+    fn hostile_chains_give_rows_for_every_sample() {
+        use hvprof_proto::{Message, StackSample, WireSample};
+        let mut m = model_with_process();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut batch = Vec::new();
+        for _ in 0..500 {
+            let n = (next() % 130) as usize;
+            let ips: Vec<u64> = (0..n).map(|_| next()).collect();
+            batch.push(StackSample {
+                sample: WireSample {
+                    ip: next(),
+                    pid: (next() % 100) as u32,
+                    tid: 1,
+                    time: next(),
+                    cpu: (next() % 3) as u32,
+                    misc: next() as u16,
+                    period: next(),
+                },
+                kernel_frames: (next() % (n as u64 + 1)) as u16,
+                ips,
+            });
+        }
+        m.apply(Message::StackSamples(batch)).unwrap();
+        let (samples, chains) = (m.take_samples(), m.take_chains());
+        let rows = m.guest_stacks(&samples, &chains);
+        assert_eq!(rows.iter().map(|r| r.samples).sum::<u64>(), 500);
+        assert!(rows
+            .iter()
+            .all(|r| !r.frames.is_empty() && r.frames.len() <= MAX_STACK_FRAMES));
+    }
+
+    #[test]
     fn stack_depth_is_capped_at_the_leaf_end() {
         let m = model_with_process();
         let mut ips = vec![0x5555_0000_1150];
