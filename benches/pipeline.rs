@@ -38,7 +38,11 @@ fn main() {
         measure_child(&args[2..]);
         return;
     }
-    pipeline();
+    // HVPROF_BENCH_RECORD_ONLY=1: only the recordings side by side with perf.
+    let record_only = std::env::var_os("HVPROF_BENCH_RECORD_ONLY").is_some();
+    if !record_only {
+        pipeline();
+    }
     // HVPROF_BENCH_PIPELINE_ONLY=1: the in-process figure alone (for profiling it).
     if std::env::var_os("HVPROF_BENCH_PIPELINE_ONLY").is_some() {
         return;
@@ -64,7 +68,9 @@ fn main() {
     } else {
         println!("(skipping the recording comparison: needs root and /dev/kvm)");
     }
-    reports(dir);
+    if !record_only {
+        reports(dir);
+    }
 }
 
 fn pipeline() {

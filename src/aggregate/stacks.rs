@@ -192,7 +192,10 @@ pub(crate) fn stack_rows(
         return;
     }
     let mut path = Vec::new();
-    let mut merged: FxHashMap<(Vec<(Class, SymId)>, bool), (u64, u64)> = FxHashMap::default();
+    // (frames root first, leaf_only) → (samples, period): landing and non-landing leaves of one
+    // path merge once the hidden-guest policy has been applied.
+    type Path = (Vec<(Class, SymId)>, bool);
+    let mut merged: FxHashMap<Path, (u64, u64)> = FxHashMap::default();
     for (k, (n, p)) in &c.stacks {
         table.path(k.leaf, &mut path);
         if let Some(leaf) = path.last_mut() {

@@ -95,7 +95,8 @@ pub fn run(a: RecordArgs) -> anyhow::Result<()> {
     if let (Some(CallGraph::Dwarf { stack_bytes }), None) =
         (opts.counter.call_graph, a.sampling.mmap_pages)
     {
-        // Each sample carries its stack copy: give the ring room for ~64 of them per wakeup.
+        // Each sample carries its stack copy: room for ~64 of them (512 KiB at 8 KiB, about
+        // perf record's ring), the reader woken every quarter ring (session::plan).
         let page = hvprof_perf::sys::page_size();
         let want = (stack_bytes as usize * 64)
             .div_ceil(page)

@@ -355,6 +355,11 @@ fn plan_event(opts: &RecordOptions, notes: &mut Vec<String>) -> Result<EventPlan
     // buffer (the kernel caps it there) would wake it only once records are being dropped.
     let half_ring = (opts.ring_pages * hvprof_perf::sys::page_size() / 2).max(8) as u32;
     counter.wakeup_bytes = counter.wakeup_bytes.min(half_ring);
+    if let Some(crate::counters::CallGraph::Dwarf { .. }) = counter.call_graph {
+        // Each sample carries its stack copy (8 KiB by default): waking the reader every 16 KiB
+        // would mean a wake-up per two samples. A quarter of the ring leaves room while it drains.
+        counter.wakeup_bytes = counter.wakeup_bytes.max(half_ring / 2);
+    }
     let guest_ip_hint = opts
         .guest_ip_hint
         .clone()
