@@ -177,8 +177,8 @@ fn guest_stacks_show_both_callers_of_the_hot_function_in_their_shares() {
         assert!(
             lines.iter().any(|(f, _)| {
                 f.ends_with(&[caller, "hot_shared"])
-                    && f.iter().any(|x| *x == "main")
-                    && f.iter().any(|x| *x == "run_round_callers")
+                    && f.contains(&"main")
+                    && f.contains(&"run_round_callers")
             }),
             "a {caller} stack reaching main through run_round_callers:\n{}",
             shown()
