@@ -10,52 +10,16 @@
 //! guest-image/build.sh install and fetch them). Without them the test prints why and passes,
 //! except under CI=true.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
-const HVPROF: &str = env!("CARGO_BIN_EXE_hvprof");
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+use common::real_guest::{run, RealGuest};
+use common::vm::HVPROF;
 
 /// `via_right`'s share of the iterations of `hot_shared`, in percent (workload.c, mode
 /// callers: chunks 7–9 of 10).
 const VIA_RIGHT_PCT: f64 = 30.0;
-
-struct Qemu(i32);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-}
-
-fn skip(why: &str) -> bool {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true, but {why}");
-    }
-    eprintln!("skipping: {why}");
-    true
-}
-
-fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn kv(text: &str, key: &str) -> String {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("{key} missing in:\n{text}"))
-        .to_string()
-}
 
 /// One folded line split into its frames and count.
 fn parse_folded(line: &str) -> Option<(Vec<&str>, u64)> {
@@ -82,45 +46,10 @@ fn path_samples(lines: &[(Vec<&str>, u64)], vm_frame: &str, caller: &str) -> u64
 
 #[test]
 fn guest_stacks_show_both_callers_of_the_hot_function_in_their_shares() {
-    if !nix::unistd::geteuid().is_root() && skip("not root") {
+    let Some(guest) = RealGuest::boot(&["--workload-mode", "callers"]) else {
         return;
-    }
-    if Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_err()
-        && skip("qemu-system-x86_64 is not installed (guest-image/ci-deps.sh)")
-    {
-        return;
-    }
-    // The static helper, then the image with it (cached kernel; a few seconds when warm).
-    let helper = run(
-        Command::new("bash")
-            .arg(format!("{ROOT}/guest/build-static.sh"))
-            .current_dir(ROOT),
-        "guest/build-static.sh",
-    );
-    let helper = Path::new(ROOT).join(helper.trim().lines().last().unwrap());
-    let image = PathBuf::from(format!("{ROOT}/target/guest-image"));
-    run(
-        Command::new("bash")
-            .arg(format!("{ROOT}/guest-image/build.sh"))
-            .arg("--out")
-            .arg(&image)
-            .arg("--helper")
-            .arg(&helper),
-        "guest-image/build.sh",
-    );
-    let env = run(
-        Command::new("bash")
-            .arg(format!("{ROOT}/guest-image/run.sh"))
-            .arg("--out")
-            .arg(&image)
-            .args(["--duration", "60", "--workload-mode", "callers"]),
-        "guest-image/run.sh",
-    );
-    let qemu = Qemu(kv(&env, "QEMU_PID").parse().unwrap());
-    let sock = kv(&env, "SERIAL_SOCKET");
+    };
+    let sock = guest.socket.clone();
 
     let vms = run(
         Command::new(HVPROF).args(["vms", "--format", "json"]),
@@ -129,7 +58,7 @@ fn guest_stacks_show_both_callers_of_the_hot_function_in_their_shares() {
     let vms: Vec<hvprof::discover::Vm> = serde_json::from_str(&vms).unwrap();
     let vm = vms
         .iter()
-        .find(|v| v.pid == qemu.0)
+        .find(|v| v.pid == guest.qemu_pid)
         .expect("QEMU found by hvprof vms");
     // The folded VM frame is `NAME_(PID)`.
     let vm_frame = format!("_({})", vm.pid);
@@ -138,7 +67,7 @@ fn guest_stacks_show_both_callers_of_the_hot_function_in_their_shares() {
         Command::new(HVPROF).args([
             "record",
             "-p",
-            &qemu.0.to_string(),
+            &guest.qemu_pid.to_string(),
             "--active",
             "--helper",
             &format!("unix:{sock}"),

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod on_cpu;
+pub mod real_guest;
 pub mod vm;
 
 use hvprof::report::ThreadReport;
