@@ -52,9 +52,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use object::{
-    Object, ObjectSection, ObjectSegment, ObjectSymbol, SectionFlags, SectionKind, SymbolKind,
-};
+use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SectionKind, SymbolKind};
 
 use crate::error::{Error, Result};
 use crate::mmap::{Mmap, SharedBytes};
@@ -230,19 +228,7 @@ impl ElfFile {
             object::ObjectKind::Core => ElfKind::Core,
             _ => ElfKind::Other,
         };
-        // `object` yields only PT_LOAD headers as ELF segments.
-        let loads: Vec<LoadSegment> = obj
-            .segments()
-            .map(|s| {
-                let (file_offset, file_size) = s.file_range();
-                LoadSegment {
-                    file_offset,
-                    file_size,
-                    svma: s.address(),
-                    mem_size: s.size(),
-                }
-            })
-            .collect();
+        let loads = load_segments(&obj);
         // A malformed note section just means "no build ID".
         let build_id = obj.build_id().ok().flatten().map(<[u8]>::to_vec);
 
@@ -571,6 +557,22 @@ pub fn demangle(name: &str) -> String {
         }
     }
     name.to_owned()
+}
+
+/// The PT_LOAD segments of `obj` (`object` yields only those as ELF segments).
+pub(crate) fn load_segments<'d>(obj: &impl object::Object<'d>) -> Vec<LoadSegment> {
+    use object::ObjectSegment;
+    obj.segments()
+        .map(|s| {
+            let (file_offset, file_size) = s.file_range();
+            LoadSegment {
+                file_offset,
+                file_size,
+                svma: s.address(),
+                mem_size: s.size(),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::ops::{Deref, Range};
 use std::path::Path;
 use std::sync::Arc;
 
-use object::{CompressionFormat, Object, ObjectSection, ObjectSegment};
+use object::{CompressionFormat, Object, ObjectSection};
 
 use crate::debugfile::DebugDirs;
 use crate::elf::{DebugLink, LoadSegment};
@@ -105,19 +105,7 @@ impl FileUnwindInfo {
         }
         let obj = object::File::parse(&**map).map_err(|e| elf_err(e.to_string()))?;
         let shared = SharedBytes::Mapped(map.clone());
-        // `object` yields only PT_LOAD headers as ELF segments.
-        let loads: Vec<LoadSegment> = obj
-            .segments()
-            .map(|s| {
-                let (file_offset, file_size) = s.file_range();
-                LoadSegment {
-                    file_offset,
-                    file_size,
-                    svma: s.address(),
-                    mem_size: s.size(),
-                }
-            })
-            .collect();
+        let loads = crate::elf::load_segments(&obj);
         let section = |name: &str| -> Option<Section> {
             let s = obj.section_by_name(name)?;
             let svma = s.address()..s.address().checked_add(s.size())?;
