@@ -14,8 +14,7 @@ GI_PROG=ci-deps.sh
 # tmux: tests/e2e_top.rs drives hvprof top in a pane; golang-go: tests/pprof_go.rs reads
 # --format pprof with `go tool pprof`; debootstrap: xen-image/build.sh makes the Debian dom0
 # root of tests/e2e_xen.rs
-# tmux: tests/e2e_top.rs drives hvprof top in a pane; golang-go: go tool pprof reads --format pprof;
-# debootstrap: xen-image/ builds its dom0; libc6-dbg: libc's separate debug file (static names in stacks)
+# libc6-dbg: libc's separate debug file (stacks name start_thread, clone3; symbols/tests/debugfile.rs)
 pkgs=("${GI_PACKAGES[@]}" tmux golang-go debootstrap libc6-dbg)
 case "${1:-}" in
 --no-perf) ;;
