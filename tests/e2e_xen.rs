@@ -148,10 +148,12 @@ fn check_xl(o: &ProbeOutput) {
     assert_eq!(vcpus, 2, "domU vCPUs in xl list:\n{}", o.text);
     let dom0 = xl_list_row(&o.text, "Domain-0").expect("xl list has Domain-0");
     assert_eq!(dom0.1, 0, "Domain-0 id");
-    // xl vcpu-list: one row per vCPU, "NAME ID VCPU CPU STATE TIME AFFINITY".
+    // xl vcpu-list (after its header, which ends in "Affinity (Hard / Soft)"): one row per
+    // vCPU, "NAME ID VCPU CPU STATE TIME AFFINITY".
     let vcpu_rows: Vec<u32> = o
         .text
         .lines()
+        .skip_while(|l| !l.contains("Affinity"))
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             (f.len() >= 6 && f[0] == "hvprof-domu" && f[1] == id.to_string())
@@ -307,4 +309,34 @@ fn probe_outputs_split_by_marker() {
         ),
         Some(("hvprof-domu", 1, 256, 2))
     );
+}
+
+#[test]
+fn xl_check_reads_the_domu_vcpus_from_vcpu_list_only() {
+    // Measured dom0 output (xl list, xl vcpu-list, /proc/xen/capabilities, the env line).
+    let text = "\
+Name                                        ID   Mem VCPUs\tState\tTime(s)
+Domain-0                                     0  1024     2     r-----     214.7
+hvprof-domu                                  1   256     2     r-----     167.6
+Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)
+Domain-0                             0     0    0   -b-     117.3  all / all
+Domain-0                             0     1    1   r--      99.4  all / all
+hvprof-domu                          1     0    0   r--      89.5  all / all
+hvprof-domu                          1     1    0   r--      81.3  all / all
+control_d
+DOMU hvprof-domu 1 2 /xen-test/domu-System.map";
+    let ok = ProbeOutput {
+        name: "xl".into(),
+        text: text.into(),
+        status: 0,
+    };
+    check_xl(&ok);
+    // vCPU 1's row missing: the check fails.
+    let vcpu1 = "hvprof-domu                          1     1    0   r--      81.3  all / all\n";
+    assert!(text.contains(vcpu1));
+    let one_vcpu = ProbeOutput {
+        text: text.replace(vcpu1, ""),
+        ..ok
+    };
+    assert!(std::panic::catch_unwind(|| check_xl(&one_vcpu)).is_err());
 }

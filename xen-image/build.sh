@@ -152,11 +152,26 @@ if [ ! -f "$MODS/.done" ]; then
 	mv "$MODS.tmp" "$MODS"
 	gi_log "$(find "$MODS" -name '*.ko*' | wc -l) Xen modules of $KREL in $(gi_elapsed "$t") s"
 fi
+# The default domU initramfs: guest-image's, with xen-image/domu-init.sh appended as /init
+# (the kernel unpacks concatenated cpios in order; a later file replaces an earlier one).
+DOMU_INITRD=$OUT/domu-initrd
+stamp=$(xi_stamp "$INITRAMFS" "$XI_DIR/domu-init.sh")
+if [ ! -f "$DOMU_INITRD" ] || [ "$stamp" != "$(cat "$OUT/.domu-initrd.stamp" 2>/dev/null)" ]; then
+	D=$(mktemp -d "$CACHE/.domu.XXXXXX")
+	install -m 0755 "$XI_DIR/domu-init.sh" "$D/init"
+	{
+		cat "$INITRAMFS"
+		(cd "$D" && echo init | cpio -o -H newc --owner=0:0 --quiet | gzip -6 -n)
+	} >"$DOMU_INITRD.tmp" || gi_die "building $DOMU_INITRD failed"
+	rm -rf "$D"
+	mv "$DOMU_INITRD.tmp" "$DOMU_INITRD"
+	echo "$stamp" >"$OUT/.domu-initrd.stamp"
+fi
 DOM0_KERNEL=$OUT/vmlinuz
 cmp -s "$VMLINUZ" "$DOM0_KERNEL" || cp "$VMLINUZ" "$DOM0_KERNEL"
 
 OVERLAY_CPIO=$OUT/dom0-overlay.cpio.gz
-OVERLAY_INPUTS=("$MODS/.done" "$XI_DIR/dom0-init.sh" "$HVPROF" "$VMLINUZ" "$INITRAMFS" "$SYSTEM_MAP" "$WORKLOAD")
+OVERLAY_INPUTS=("$MODS/.done" "$XI_DIR/dom0-init.sh" "$HVPROF" "$VMLINUZ" "$DOMU_INITRD" "$SYSTEM_MAP" "$WORKLOAD")
 stamp=$(xi_stamp "${OVERLAY_INPUTS[@]}")
 if [ ! -f "$OVERLAY_CPIO" ] || [ "$stamp" != "$(cat "$OUT/.overlay.stamp" 2>/dev/null)" ]; then
 	t=$(gi_now)
@@ -168,7 +183,7 @@ if [ ! -f "$OVERLAY_CPIO" ] || [ "$stamp" != "$(cat "$OUT/.overlay.stamp" 2>/dev
 	install -m 0755 "$XI_DIR/dom0-init.sh" "$O/init"
 	install -m 0755 "$HVPROF" "$O/usr/local/bin/hvprof"
 	cp "$VMLINUZ" "$O/xen-test/domu-vmlinuz"
-	cp "$INITRAMFS" "$O/xen-test/domu-initrd"
+	cp "$DOMU_INITRD" "$O/xen-test/domu-initrd"
 	cp "$SYSTEM_MAP" "$O/xen-test/domu-System.map"
 	install -m 0755 "$WORKLOAD" "$O/xen-test/hvprof-workload"
 	echo "$KREL" >"$O/xen-test/domu-kernel-release"
@@ -188,7 +203,7 @@ fi
 	echo "KERNEL_RELEASE=$KREL"
 	echo "HVPROF=$HVPROF"
 	echo "DOMU_KERNEL=$VMLINUZ"
-	echo "DOMU_INITRD=$INITRAMFS"
+	echo "DOMU_INITRD=$DOMU_INITRD"
 	echo "DOMU_SYSTEM_MAP=$SYSTEM_MAP"
 	echo "DOMU_WORKLOAD=$WORKLOAD"
 } >"$OUT/manifest.env.tmp"
