@@ -38,6 +38,8 @@ pub struct SamplingArgs {
 
 /// `hvprof record` arguments.
 #[derive(Args)]
+// --domain (Xen dom0) stands in for -p/-a.
+#[command(mut_arg("pids", |a| a.required_unless_present_any(["all_cpus", "domains"])))]
 pub struct RecordArgs {
     #[command(flatten)]
     pub target: super::parse::ScopeArgs,
@@ -56,6 +58,10 @@ pub struct RecordArgs {
     /// SIZE-byte stack copy per sample, default 8192), as `perf record --call-graph`.
     #[arg(long = "call-graph", value_name = "MODE")]
     pub call_graph: Option<String>,
+    /// In a Xen dom0: sample this domain's vCPUs from dom0 (domid or name; repeat or
+    /// comma-separate). `-a` in dom0 samples every domain but dom0.
+    #[arg(long = "domain", value_delimiter = ',')]
+    pub domains: Vec<String>,
     /// Write a recording here instead of printing the report.
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
@@ -83,6 +89,11 @@ pub struct RecordArgs {
 /// Bad flags (event name, helper address, exclusive exclusions), a workload that cannot start,
 /// and every error of [`session::record`].
 pub fn run(a: RecordArgs) -> anyhow::Result<()> {
+    if !a.domains.is_empty()
+        || (a.target.all_cpus && hvprof::xen::is_dom0(std::path::Path::new("/")))
+    {
+        return run_xen(&a);
+    }
     let scope = a.target.scope();
     let mut opts = RecordOptions::new(scope);
     opts.counter = counter_spec(&a.sampling)?;
@@ -187,4 +198,34 @@ fn progress_bar(duration: Option<Duration>) -> Option<indicatif::ProgressBar> {
         None => "(Ctrl-C stops)".to_string(),
     });
     Some(b)
+}
+
+/// `hvprof record` in a Xen dom0: the domains' vCPUs sampled from outside (src/xen/record.rs),
+/// through the one attribution path, printed like any profile.
+///
+/// # Errors
+/// Not dom0, the Xen libraries missing, no such domain, flags that need perf (`-o`,
+/// `--active`, a workload).
+fn run_xen(a: &RecordArgs) -> anyhow::Result<()> {
+    if a.output.is_some() || a.active || !a.workload.is_empty() || a.g || a.call_graph.is_some() {
+        bail!("with --domain (Xen dom0) hvprof samples vCPU contexts: -o, -g/--call-graph, --active and a workload are not supported");
+    }
+    let guest_kallsyms = parse_guest_kallsyms(&a.guest_kallsyms)?
+        .into_iter()
+        .map(|(id, p)| (id.map(|d| d as u32), p))
+        .collect();
+    let opts = hvprof::xen::record::XenRecordOptions {
+        domains: a.domains.clone(),
+        guest_kallsyms,
+        sampler: hvprof::xen::vcpu_sampler::SamplerOptions {
+            hz: a.sampling.freq.unwrap_or(100).min(u32::MAX as u64) as u32,
+            duration: a.duration.map(Duration::from_secs_f64),
+            stop: super::signal::token(),
+            ..Default::default()
+        },
+    };
+    let out = hvprof::xen::record::record(&opts)?;
+    eprintln!("hvprof: stopped: {}", out.sampler.stopped_because);
+    eprintln!("hvprof: {}", out.sampler.describe());
+    emit(&out.profile, &a.out)
 }
