@@ -198,6 +198,34 @@ fn check_kallsyms(o: &ProbeOutput) {
     }
 }
 
+fn check_domu_rip(o: &ProbeOutput) {
+    assert_eq!(o.status, 0, "{}:\n{}", o.name, o.text);
+    // "sample vcpu=V rip=HEX fn=NAME" lines: 6 per vCPU.
+    let samples: Vec<(u32, &str)> = o
+        .text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("sample vcpu=")?;
+            let (v, rest) = rest.split_once(' ')?;
+            Some((v.parse().ok()?, rest.rsplit_once("fn=")?.1))
+        })
+        .collect();
+    assert_eq!(samples.len(), 12, "xenctx samples:\n{}", o.text);
+    // The two workload threads keep both vCPUs in hot_* nearly all the time; the bounds
+    // leave room for the workload's kernel part and for a vCPU caught in the guest kernel.
+    for vcpu in [0, 1] {
+        let hot = samples
+            .iter()
+            .filter(|(v, f)| *v == vcpu && f.starts_with("hot_"))
+            .count();
+        assert!(
+            hot >= 3,
+            "vCPU {vcpu}: only {hot} of 6 rips in hot_alpha/beta/gamma:\n{}",
+            o.text
+        );
+    }
+}
+
 fn check_detect(o: &ProbeOutput) {
     assert_eq!(o.status, 0, "{}:\n{}", o.name, o.text);
     assert!(
@@ -236,6 +264,21 @@ fn probes() -> Vec<Probe> {
                   for f in hot_alpha hot_beta hot_gamma; do \
                   grep -qa \"$f\" \"$DOMU_WORKLOAD\" && echo \"workload-symbol $f\"; done",
             check: check_kallsyms,
+        },
+        Probe {
+            name: "domu-rip",
+            // The domU's vCPUs run the workload: vCPU registers (xenctx, XEN_DOMCTL_getvcpucontext)
+            // sampled from dom0, the rip mapped to the hot functions by their address ranges.
+            cmd: "declare -A lo hi\n\
+                  while read -r a s _ n; do lo[$n]=$((16#$a)); hi[$n]=$((16#$a + 16#$s)); \
+                  done < \"$DOMU_WORKLOAD_SYMS\"\n\
+                  for i in $(seq 0 11); do v=$((i % 2)); \
+                  rip=$(xenctx \"$DOMU_ID\" $v | awk '$1 == \"rip:\" { print $2; exit }'); \
+                  r=$((16#${rip:-0})); f=other; \
+                  for n in \"${!lo[@]}\"; do \
+                  if [ $r -ge ${lo[$n]} ] && [ $r -lt ${hi[$n]} ]; then f=$n; fi; done; \
+                  echo \"sample vcpu=$v rip=$rip fn=$f\"; done",
+            check: check_domu_rip,
         },
         Probe {
             name: "hvprof-detect",

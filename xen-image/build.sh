@@ -54,7 +54,7 @@ HVPROF=$(xi_abs "$HVPROF")
 if [ "$INSTALL" = 1 ]; then
 	gi_install_packages "${XI_PACKAGES[@]}"
 fi
-for c in debootstrap dpkg-deb cpio gzip chroot flock; do
+for c in debootstrap dpkg-deb cpio gzip chroot flock nm; do
 	command -v "$c" >/dev/null || gi_die "command $c not found (run guest-image/ci-deps.sh)"
 done
 [ "$(id -u)" = 0 ] || gi_die "debootstrap and the dom0 root need root"
@@ -186,6 +186,10 @@ if [ ! -f "$OVERLAY_CPIO" ] || [ "$stamp" != "$(cat "$OUT/.overlay.stamp" 2>/dev
 	cp "$DOMU_INITRD" "$O/xen-test/domu-initrd"
 	cp "$SYSTEM_MAP" "$O/xen-test/domu-System.map"
 	install -m 0755 "$WORKLOAD" "$O/xen-test/hvprof-workload"
+	# "ADDR SIZE T NAME" of the hot functions (dom0 has no binutils), as guest-image's
+	# /etc/hvprof-workload.syms.
+	nm -S --defined-only "$WORKLOAD" | grep -E ' hot_(alpha|beta|gamma)$' >"$O/xen-test/hvprof-workload.syms"
+	[ "$(wc -l <"$O/xen-test/hvprof-workload.syms")" = 3 ] || gi_die "hot_* symbols missing from $WORKLOAD"
 	echo "$KREL" >"$O/xen-test/domu-kernel-release"
 	(cd "$O" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --owner=0:0 --quiet) |
 		gzip -1 -n >"$OVERLAY_CPIO.tmp" || gi_die "building $OVERLAY_CPIO failed"

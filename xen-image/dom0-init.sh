@@ -101,7 +101,8 @@ state "domu-ready name=$XT_DOMU_NAME id=$DOMU_ID vcpus=$XT_DOMU_VCPUS"
 
 # --- the command --------------------------------------------------------------
 export DOMU_NAME=$XT_DOMU_NAME DOMU_ID DOMU_VCPUS=$XT_DOMU_VCPUS DOMU_KALLSYMS=$XT_DOMU_KALLSYMS
-export DOMU_WORKLOAD=/xen-test/hvprof-workload DOMU_CONSOLE_LOG=$LOG
+export DOMU_WORKLOAD=/xen-test/hvprof-workload DOMU_WORKLOAD_SYMS=/xen-test/hvprof-workload.syms
+export DOMU_CONSOLE_LOG=$LOG
 cd /root 2>/dev/null || cd /
 rc=0
 bash /xen-test/run/cmd.sh </dev/null >/run/xen-test/out 2>/run/xen-test/err || rc=$?

@@ -31,8 +31,9 @@ usage: xen-image/run.sh [options] -- CMD [ARG...]
   -q, --quiet           no progress messages
   -h, --help            this text
 CMD runs in dom0 (bash, root, cwd /root) with DOMU_NAME, DOMU_ID, DOMU_VCPUS,
-DOMU_KALLSYMS (System.map path), DOMU_WORKLOAD (workload ELF) and
-DOMU_CONSOLE_LOG in its environment; hvprof is on PATH.
+DOMU_KALLSYMS (System.map path), DOMU_WORKLOAD (workload ELF), DOMU_WORKLOAD_SYMS
+("ADDR SIZE T NAME" of hot_alpha/beta/gamma) and DOMU_CONSOLE_LOG in its
+environment; hvprof is on PATH.
 Stdout: CMD's stdout only; CMD's stderr goes to stderr. The boot log goes to
 DIR/logs/ (DIR/logs/last.log links to the newest).
 Exit status: CMD's; 124 on timeout; 125 when Xen, dom0 or the domU failed.
