@@ -223,6 +223,7 @@ fn run_xen(a: &RecordArgs) -> anyhow::Result<()> {
             stop: super::signal::token(),
             ..Default::default()
         },
+        ..Default::default()
     };
     let out = hvprof::xen::record::record(&opts)?;
     eprintln!("hvprof: stopped: {}", out.sampler.stopped_because);

@@ -30,7 +30,7 @@ use crate::model::{Machines, VmId};
 use crate::report::{Meta, Profile};
 
 /// What to record.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct XenRecordOptions {
     /// Domains by domid or name; empty: every domain but dom0.
     pub domains: Vec<String>,
@@ -39,6 +39,20 @@ pub struct XenRecordOptions {
     pub guest_kallsyms: Vec<(Option<u32>, PathBuf)>,
     /// The sampler's rate, duration, cost bound and stop.
     pub sampler: SamplerOptions,
+    /// How long to watch the domains' CPU time before sampling (the slowdown's baseline); zero
+    /// measures no slowdown.
+    pub baseline: std::time::Duration,
+}
+
+impl Default for XenRecordOptions {
+    fn default() -> XenRecordOptions {
+        XenRecordOptions {
+            domains: Vec::new(),
+            guest_kallsyms: Vec::new(),
+            sampler: SamplerOptions::default(),
+            baseline: std::time::Duration::from_secs(2),
+        }
+    }
 }
 
 /// A recording's result.
@@ -48,6 +62,9 @@ pub struct XenRecordOutcome {
     pub profile: Profile,
     /// What sampling cost.
     pub sampler: SamplerReport,
+    /// The sampled domains' CPU time per second while sampled, relative to the baseline before:
+    /// `1 - during / before` (0.03 = 3 % slower). `None` without a baseline.
+    pub slowdown: Option<f64>,
 }
 
 /// Records in this dom0: libxenstore and libxenctrl are loaded, the domains found and sampled.
@@ -105,7 +122,14 @@ pub fn record_with(
         .iter()
         .map(|d| (d.domid, d.vcpus.iter().map(|v| v.index).collect()))
         .collect();
+    // Baseline: the domains' CPU time per second before sampling, to measure the slowdown.
+    let base0 = (std::time::Instant::now(), cpu_times(ctl, &targets));
+    if !opts.baseline.is_zero() {
+        opts.sampler.stop.sleep(opts.baseline);
+    }
     let cpu_before = cpu_times(ctl, &targets);
+    let base_rate = rate(&base0.1, &cpu_before, base0.0.elapsed());
+    let t_sampling = std::time::Instant::now();
     let start_unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -113,7 +137,22 @@ pub fn record_with(
     let sampler = sample_vcpus(ctl, &targets, &opts.sampler, &mut |s| {
         attributor.attribute_into(&s, &mut agg)
     });
-    for ((d, v), after) in cpu_times(ctl, &targets) {
+    let cpu_after = cpu_times(ctl, &targets);
+    let sampled_rate = rate(&cpu_before, &cpu_after, t_sampling.elapsed());
+    let slowdown = match (base_rate, sampled_rate) {
+        (Some(b), Some(d)) if b > 0.0 && !opts.baseline.is_zero() => Some(1.0 - d / b),
+        _ => None,
+    };
+    if let (Some(x), Some(b), Some(d)) = (slowdown, base_rate, sampled_rate) {
+        agg.note(format!(
+            "Measured slowdown of the sampled domains: their vCPUs ran {:.3} s of CPU per second while sampled against {:.3} s/s in the {:.1} s before (baseline): {:+.1} % (this includes hvprof's own CPU use in dom0; it reads as the guest's slowdown only when the guest is CPU-bound)",
+            d,
+            b,
+            opts.baseline.as_secs_f64(),
+            x * 100.0
+        ));
+    }
+    for ((d, v), after) in cpu_after {
         let before = cpu_before
             .iter()
             .find(|(k, _)| *k == (d, v))
@@ -141,7 +180,28 @@ pub fn record_with(
         start_unix_ns,
     };
     let profile = agg.snapshot(meta, Some((false, String::new())), usize::MAX);
-    Ok(XenRecordOutcome { profile, sampler })
+    Ok(XenRecordOutcome {
+        profile,
+        sampler,
+        slowdown,
+    })
+}
+
+/// CPU seconds per wall second of all vCPUs between two readings of [`cpu_times`] (vCPUs in
+/// both only).
+fn rate(
+    a: &[((u32, u32), u64)],
+    b: &[((u32, u32), u64)],
+    wall: std::time::Duration,
+) -> Option<f64> {
+    if wall.is_zero() || a.is_empty() {
+        return None;
+    }
+    let ns: u64 = b
+        .iter()
+        .filter_map(|(k, t)| Some(t.saturating_sub(a.iter().find(|(j, _)| j == k)?.1)))
+        .sum();
+    Some(ns as f64 / wall.as_nanos() as f64)
 }
 
 /// Each vCPU's CPU time now (ns), for the vCPUs the hypervisor answers for.
@@ -197,6 +257,16 @@ mod tests {
     }
 
     #[test]
+    fn cpu_rate_between_readings() {
+        let a = [((1, 0), 1_000_000_000), ((1, 1), 0)];
+        let b = [((1, 0), 1_500_000_000), ((1, 1), 250_000_000), ((2, 0), 9)];
+        let r = rate(&a, &b, Duration::from_secs(1)).unwrap();
+        assert!((r - 0.75).abs() < 1e-9, "{r}");
+        assert_eq!(rate(&a, &b, Duration::ZERO), None);
+        assert_eq!(rate(&[], &b, Duration::from_secs(1)), None);
+    }
+
+    #[test]
     fn samples_go_through_the_one_attribution_path() {
         let mut syms = tempfile::NamedTempFile::new().unwrap();
         writeln!(syms, "0000000000401000 T hot_alpha\n0000000000402000 T hot_beta\n0000000000403000 T hot_gamma\n0000000000404000 T _end").unwrap();
@@ -215,6 +285,7 @@ mod tests {
                 max_cost: 0.5,
                 ..SamplerOptions::default()
             },
+            baseline: Duration::from_millis(50),
         };
         let out = record_with(&store, &mut Guest { n: 0 }, &opts).unwrap();
         let p = &out.profile;
@@ -245,6 +316,8 @@ mod tests {
             Some(vm.samples)
         );
         assert!(p.notes.iter().any(|n| n.contains("not PMU samples")));
+        // The fake's CPU time only grows while it is sampled: no baseline rate, no slowdown.
+        assert_eq!(out.slowdown, None);
         let err = record_with(
             &store,
             &mut Guest { n: 0 },
