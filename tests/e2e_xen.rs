@@ -3,11 +3,12 @@
 //! (hot_alpha/hot_beta/hot_gamma at 60/30/10 % of its time) on 2 vCPUs, all built and booted
 //! by `xen-image/run.sh` (docs/xen.md).
 //!
-//! A boot costs 1.5–3 minutes of TCG, so the test boots once and runs a list of [`Probe`]s in
-//! that one dom0: each probe is a shell command and a check of its output. Add a probe to
-//! [`probes`] to test more inside dom0 (the Xen backend's `hvprof vms`, `stat`, `record
-//! --domain`); every probe's environment has `DOMU_NAME`, `DOMU_ID`, `DOMU_VCPUS`,
-//! `DOMU_KALLSYMS` (the domU kernel's System.map) and `DOMU_WORKLOAD` (the workload ELF).
+//! A boot costs 1–2 minutes of TCG (more on a loaded machine), so the test boots once and runs
+//! a list of [`Probe`]s in that one dom0: each probe is a shell command and a check of its
+//! output. Add a probe to [`probes`] to test more inside dom0 (the Xen backend's `hvprof vms`,
+//! `stat`, `record --domain`); every probe's environment has `DOMU_NAME`, `DOMU_ID`,
+//! `DOMU_VCPUS`, `DOMU_KALLSYMS` (the domU kernel's System.map), `DOMU_WORKLOAD` (the workload
+//! ELF) and `DOMU_WORKLOAD_SYMS` (the hot functions' address ranges).
 //!
 //! Needs root, qemu-system-x86 and debootstrap (guest-image/ci-deps.sh installs them) and a
 //! Debian mirror on a cold cache. Without them the test prints why and passes, except under
