@@ -62,6 +62,10 @@ pub struct RecordArgs {
     /// comma-separate). `-a` in dom0 samples every domain but dom0.
     #[arg(long = "domain", value_delimiter = ',')]
     pub domains: Vec<String>,
+    /// With --domain: the largest share of a vCPU's time its context reads may take, in
+    /// percent (the rate is lowered to keep it).
+    #[arg(long = "max-cost", value_name = "PERCENT", default_value_t = 2.0)]
+    pub max_cost: f64,
     /// Write a recording here instead of printing the report.
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
@@ -221,6 +225,7 @@ fn run_xen(a: &RecordArgs) -> anyhow::Result<()> {
             hz: a.sampling.freq.unwrap_or(100).min(u32::MAX as u64) as u32,
             duration: a.duration.map(Duration::from_secs_f64),
             stop: super::signal::token(),
+            max_cost: a.max_cost / 100.0,
             ..Default::default()
         },
         ..Default::default()

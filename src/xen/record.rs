@@ -17,6 +17,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::Serialize;
+
 use super::domains::{self, vcpu_tid, Domain};
 use super::error::{Result, XenError};
 use super::ffi::{VcpuSource, XenCtrl, XenStoreLib};
@@ -42,6 +44,9 @@ pub struct XenRecordOptions {
     /// How long to watch the domains' CPU time before sampling (the slowdown's baseline); zero
     /// measures no slowdown.
     pub baseline: std::time::Duration,
+    /// Run xentrace (scheduler records) while sampling to measure the vCPUs' pause time (needs
+    /// a duration).
+    pub measure_pause: bool,
 }
 
 impl Default for XenRecordOptions {
@@ -51,6 +56,7 @@ impl Default for XenRecordOptions {
             guest_kallsyms: Vec::new(),
             sampler: SamplerOptions::default(),
             baseline: std::time::Duration::from_secs(2),
+            measure_pause: true,
         }
     }
 }
@@ -65,6 +71,8 @@ pub struct XenRecordOutcome {
     /// The sampled domains' CPU time per second while sampled, relative to the baseline before:
     /// `1 - during / before` (0.03 = 3 % slower). `None` without a baseline.
     pub slowdown: Option<f64>,
+    /// The sampled vCPUs' pause time, from xentrace, when measured.
+    pub pause: Option<PauseCost>,
 }
 
 /// Records in this dom0: libxenstore and libxenctrl are loaded, the domains found and sampled.
@@ -134,9 +142,30 @@ pub fn record_with(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
+    // The guest's cost, measured: xentrace's scheduler records during sampling show how long
+    // each sampled vCPU sat paused (runstate offline).
+    let tracer = match (opts.measure_pause, opts.sampler.duration) {
+        (true, Some(d)) => Some(std::thread::spawn(move || {
+            super::xentrace::record(super::xentrace::TRC_SCHED, d, &std::env::temp_dir())
+        })),
+        _ => None,
+    };
     let sampler = sample_vcpus(ctl, &targets, &opts.sampler, &mut |s| {
         attributor.attribute_into(&s, &mut agg)
     });
+    let pause = tracer.map(|t| match t.join() {
+        Ok(Ok(bytes)) => {
+            let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+            Ok(paused_share(&bytes, &targets, &cpuinfo))
+        }
+        Ok(Err(e)) => Err(crate::error_chain(&e)),
+        Err(_) => Err("the xentrace thread panicked".to_string()),
+    });
+    match &pause {
+        Some(Ok(p)) => agg.note(p.describe()),
+        Some(Err(e)) => agg.note(format!("pause time not measured: {e}")),
+        None => {}
+    }
     let cpu_after = cpu_times(ctl, &targets);
     let sampled_rate = rate(&cpu_before, &cpu_after, t_sampling.elapsed());
     let slowdown = match (base_rate, sampled_rate) {
@@ -184,7 +213,62 @@ pub fn record_with(
         profile,
         sampler,
         slowdown,
+        pause: pause.and_then(|p| p.ok()),
     })
+}
+
+/// How long the sampled vCPUs sat paused while sampled, from xentrace.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PauseCost {
+    /// Sum over the sampled vCPUs of their offline runstate time, ns.
+    pub offline_ns: u64,
+    /// The largest share of one vCPU's traced time spent offline.
+    pub worst_share: f64,
+    /// The traced span, ns.
+    pub span_ns: u64,
+}
+
+impl PauseCost {
+    /// One sentence for the report.
+    pub fn describe(&self) -> String {
+        format!(
+            "Measured pause (xentrace runstate offline of the sampled vCPUs): {:.3} ms in all over {:.1} s; the most paused vCPU lost {:.3} % of its time",
+            self.offline_ns as f64 / 1e6,
+            self.span_ns as f64 / 1e9,
+            self.worst_share * 100.0
+        )
+    }
+}
+
+/// The offline time of `targets`' vCPUs in a trace (a paused vCPU is offline: Xen's
+/// `schedule()` sets RUNSTATE_offline for a vCPU neither runnable nor blocked).
+pub fn paused_share(trace: &[u8], targets: &[(u32, Vec<u32>)], cpuinfo: &str) -> PauseCost {
+    let s = super::xentrace::runstate::summarize(trace);
+    let span = s.span_cycles();
+    let (khz, _) = super::stat::tsc_khz(cpuinfo, span, std::time::Duration::ZERO);
+    let ns = |c: u64| {
+        if khz == 0 {
+            0
+        } else {
+            (c as u128 * 1_000_000 / khz as u128).min(u64::MAX as u128) as u64
+        }
+    };
+    let mut offline = 0u64;
+    let mut worst = 0f64;
+    for (d, vs) in targets {
+        for v in vs {
+            let c = s.vcpus.get(&(*d, *v)).map_or(0, |r| r.cycles[3]);
+            offline = offline.saturating_add(c);
+            if span > 0 {
+                worst = worst.max(c as f64 / span as f64);
+            }
+        }
+    }
+    PauseCost {
+        offline_ns: ns(offline),
+        worst_share: worst,
+        span_ns: ns(span),
+    }
 }
 
 /// CPU seconds per wall second of all vCPUs between two readings of [`cpu_times`] (vCPUs in
@@ -257,6 +341,26 @@ mod tests {
     }
 
     #[test]
+    fn pause_is_the_offline_time_of_the_sampled_vcpus() {
+        use crate::xen::xentrace::parse::TraceWriter;
+        // 1 GHz: vCPU 0 of domain 1 paused twice (running → offline → runnable → running).
+        let mut w = TraceWriter::new();
+        w.cpu_change(0, 0)
+            .runstate(0, 1, 0, 1, 0)
+            .runstate(1_000_000, 1, 0, 0, 3)
+            .runstate(1_050_000, 1, 0, 3, 1)
+            .runstate(1_060_000, 1, 0, 1, 0)
+            .runstate(5_000_000, 1, 0, 0, 3)
+            .runstate(5_150_000, 1, 0, 3, 0)
+            .runstate(10_000_000, 2, 0, 0, 3);
+        let p = paused_share(&w.bytes, &[(1, vec![0, 1])], "cpu MHz : 1000.0");
+        assert_eq!(p.offline_ns, 200_000);
+        assert_eq!(p.span_ns, 10_000_000);
+        assert!((p.worst_share - 0.02).abs() < 1e-9);
+        assert!(p.describe().contains("0.200 ms"), "{}", p.describe());
+    }
+
+    #[test]
     fn cpu_rate_between_readings() {
         let a = [((1, 0), 1_000_000_000), ((1, 1), 0)];
         let b = [((1, 0), 1_500_000_000), ((1, 1), 250_000_000), ((2, 0), 9)];
@@ -286,6 +390,7 @@ mod tests {
                 ..SamplerOptions::default()
             },
             baseline: Duration::from_millis(50),
+            measure_pause: false,
         };
         let out = record_with(&store, &mut Guest { n: 0 }, &opts).unwrap();
         let p = &out.profile;
