@@ -7,7 +7,8 @@
 //! xen/common/domctl.c), so every sample costs the guest a pause. hvprof measures the time
 //! each read takes (an upper bound of the pause) and keeps its share of the run under
 //! [`SamplerOptions::max_cost`] by lowering the rate when reads are slow (as under TCG).
-//! A vCPU that `XEN_DOMCTL_getvcpuinfo` reports blocked is not sampled (its IP would be the
+//! Ticks are jittered (±50 % of the period) so that they cannot alias with a guest's own
+//! periodic work. A vCPU that `XEN_DOMCTL_getvcpuinfo` reports blocked is not sampled (its IP would be the
 //! guest's idle hypercall) but counted.
 //!
 //! ```no_run
@@ -120,6 +121,10 @@ pub fn sample_vcpus(
     let max_cost = opts.max_cost.clamp(0.0001, 0.5);
     let mut acc: BTreeMap<(u32, u32), VcpuSampling> = BTreeMap::new();
     let mut next = start;
+    let mut jitter: u64 = 0x9e37_79b9_7f4a_7c15
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
     let stopped_because = loop {
         if let Some(d) = opts.duration {
             if start.elapsed() >= d {
@@ -134,7 +139,13 @@ pub fn sample_vcpus(
             continue;
         }
         let tick_ns = (1e9 / hz) as u64;
-        next += Duration::from_nanos(tick_ns);
+        // Jitter each gap by ±50 % (mean kept): a fixed period can alias with a guest's own
+        // periodic work and over-sample one phase of it.
+        jitter ^= jitter << 13;
+        jitter ^= jitter >> 7;
+        jitter ^= jitter << 17;
+        let gap = tick_ns / 2 + jitter % tick_ns.max(1);
+        next += Duration::from_nanos(gap);
         if next < Instant::now() {
             // Behind (a slow tick): do not burst to catch up.
             next = Instant::now();
