@@ -4,8 +4,8 @@
 
 use hvprof::active::{Budget, GuestModel};
 use hvprof_proto::{
-    decode_payload, ClockInfo, FrameDecoder, Hello, Limits, Message, Module, Segment, TaskKind,
-    WireSample, WireSwitch, WireSymbol, HEADER_LEN, MAGIC, VERSION,
+    decode_payload, ClockInfo, FrameDecoder, Hello, Limits, Message, Module, Segment, StackSample,
+    TaskKind, WireSample, WireSwitch, WireSymbol, HEADER_LEN, MAGIC, MAX_CALLCHAIN, VERSION,
 };
 
 /// xorshift64*: small, deterministic.
@@ -50,7 +50,7 @@ impl Rng {
 
 fn random_message(r: &mut Rng) -> Message {
     let key = |r: &mut Rng| r.rbytes(24);
-    match r.below(17) {
+    match r.below(18) {
         0 => Message::Hello(Hello {
             helper_version: r.string(10),
             kernel_release: r.string(20),
@@ -190,6 +190,26 @@ fn random_message(r: &mut Rng) -> Message {
             text: r.string(50),
         },
         15 => Message::Ready { now_ns: r.next() },
+        16 => Message::StackSamples(
+            (0..r.below(10))
+                .map(|_| {
+                    let n = r.below(MAX_CALLCHAIN as u64 + 1) as usize;
+                    StackSample {
+                        sample: WireSample {
+                            ip: r.next(),
+                            pid: r.below(50) as u32,
+                            tid: r.below(50) as u32,
+                            time: r.next(),
+                            cpu: r.next() as u32,
+                            misc: r.next() as u16,
+                            period: r.next(),
+                        },
+                        kernel_frames: r.below(n as u64 + 1) as u16,
+                        ips: (0..n).map(|_| r.next()).collect(),
+                    }
+                })
+                .collect(),
+        ),
         _ => Message::Bye {
             reason: r.string(20),
         },
@@ -310,6 +330,8 @@ fn hundred_thousand_random_and_mutated_frames() {
             for s in model.samples().iter().take(50) {
                 let _ = model.attribute(s);
             }
+            let stacks = model.guest_stacks(model.samples(), model.chains());
+            assert!(stacks.iter().all(|s| s.frames.len() <= MAX_CALLCHAIN + 1));
         }
     }
     assert!(

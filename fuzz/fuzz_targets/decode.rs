@@ -57,6 +57,7 @@ fuzz_target!(|data: &[u8]| {
     for s in model.samples().iter().take(1000) {
         let _ = model.attribute(s);
     }
+    let _ = model.guest_stacks(model.samples(), model.chains());
     let mut r = body;
     while let Ok(Some(_)) = read_message(&mut r, &limits) {}
 });
