@@ -249,6 +249,157 @@ fn check_vms(o: &ProbeOutput) {
     assert!(!o.text.trim().is_empty(), "{} printed nothing", o.name);
 }
 
+// ---- The Xen dom0 backend (src/xen): vms, stat, record --domain, in the same boot. ----
+
+/// `hvprof vms` in dom0 lists the domU by name and domid with its 2 vCPUs, each placed on a
+/// pCPU by the hypervisor.
+fn check_xen_vms(o: &ProbeOutput) {
+    assert_eq!(o.status, 0, "{}:\n{}", o.name, o.text);
+    let head = o
+        .text
+        .lines()
+        .find(|l| l.starts_with("Xen domain hvprof-domu (domain "))
+        .unwrap_or_else(|| panic!("hvprof vms lists the domU:\n{}", o.text));
+    assert!(head.contains("2 vCPUs"), "{head}");
+    let placed = o
+        .text
+        .lines()
+        .skip_while(|l| !l.starts_with("Xen domain hvprof-domu"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  vCPU "))
+        .filter(|l| l.contains("→ pCPU ") && l.contains("xenstore online"))
+        .count();
+    assert_eq!(placed, 2, "both domU vCPUs placed:\n{}", o.text);
+    assert!(
+        o.text.contains("Xen domain Domain-0 (domain 0"),
+        "{}",
+        o.text
+    );
+}
+
+/// `hvprof stat --domain` shows the domU's CPU time and runstates; each vCPU's runstate times
+/// add up to the traced span (within 5 %), and the sources are named.
+fn check_xen_stat(o: &ProbeOutput) {
+    assert_eq!(o.status, 0, "{}:\n{}", o.name, o.text);
+    let v: serde_json::Value = serde_json::from_str(json_part(&o.text))
+        .unwrap_or_else(|e| panic!("stat JSON: {e}:\n{}", o.text));
+    let khz = v["tsc_khz"].as_f64().unwrap_or(0.0);
+    assert!(khz > 0.0, "TSC rate known: {}", o.text);
+    let span_ms = v["trace_span_cycles"].as_f64().unwrap_or(0.0) / khz;
+    assert!(span_ms > 1000.0, "a trace of ~3 s: {span_ms} ms");
+    let doms = v["domains"].as_array().expect("domains");
+    assert_eq!(doms.len(), 1, "--domain keeps one domain:\n{}", o.text);
+    let d = &doms[0];
+    assert_eq!(d["name"], "hvprof-domu");
+    assert!(
+        d["cpu_time_ns"].as_u64().unwrap_or(0) > 100_000_000,
+        "domU CPU time: {d}"
+    );
+    let vcpus = d["vcpus"].as_array().expect("vcpus");
+    assert_eq!(vcpus.len(), 2, "{d}");
+    for vc in vcpus {
+        let rs: Vec<f64> = vc["runstate_ns"]
+            .as_array()
+            .expect("runstate_ns")
+            .iter()
+            .map(|x| x.as_f64().unwrap_or(0.0) / 1e6)
+            .collect();
+        let sum: f64 = rs.iter().sum();
+        assert!(rs[0] > 0.0, "the busy vCPU ran: {vc}");
+        assert!(
+            (sum - span_ms).abs() <= 0.05 * span_ms,
+            "runstates {rs:?} add up to the span {span_ms:.0} ms"
+        );
+    }
+    let sources = v["sources"].to_string();
+    assert!(sources.contains("TRC_SCHED_RUNSTATE_CHANGE"), "{sources}");
+    assert!(sources.contains("XEN_DOMCTL_getvcpuinfo"), "{sources}");
+}
+
+/// `hvprof record --domain NAME` names the workload's hot functions from the guest symbol
+/// files (System.map + the workload ELF) with the workload's shares (60/30/10 ± 5 points of
+/// the three), says what the samples are and what they cost, and keeps that cost under its
+/// bounds: reads ≤ --max-cost, the guest's measured pause ≤ 2 % of a vCPU's time.
+fn check_xen_record(o: &ProbeOutput) {
+    assert_eq!(o.status, 0, "{}:\n{}", o.name, o.text);
+    let v: serde_json::Value = serde_json::from_str(json_part(&o.text))
+        .unwrap_or_else(|e| panic!("record JSON: {e}:\n{}", o.text));
+    let vm = v["vms"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == "hvprof-domu"))
+        .unwrap_or_else(|| panic!("the domU in the profile:\n{}", o.text));
+    assert_eq!(vm["id"]["kind"], "xen-domain", "{}", vm["id"]);
+    let samples = |name: &str| -> f64 {
+        vm["top_symbols"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["symbol"]["name"] == name && s["class"] == "guest-user")
+            .map(|s| s["samples"].as_f64().unwrap_or(0.0))
+            .sum()
+    };
+    let (a, b, c) = (
+        samples("hot_alpha"),
+        samples("hot_beta"),
+        samples("hot_gamma"),
+    );
+    let total = a + b + c;
+    assert!(
+        total >= 200.0,
+        "enough workload samples: {a} {b} {c}:\n{}",
+        o.text
+    );
+    for (name, got, want) in [
+        ("hot_alpha", a, 60.0),
+        ("hot_beta", b, 30.0),
+        ("hot_gamma", c, 10.0),
+    ] {
+        let pct = got * 100.0 / total;
+        assert!(
+            (pct - want).abs() <= 5.0,
+            "{name}: {pct:.1}% (want {want} ± 5)"
+        );
+    }
+    let notes = v["notes"].to_string();
+    assert!(
+        notes.contains("not PMU samples"),
+        "the report says what the samples are: {notes}"
+    );
+    let cost = o
+        .text
+        .lines()
+        .find_map(|l| l.split("the reads took ").nth(1))
+        .and_then(|r| r.split(" %").next())
+        .and_then(|x| x.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("the measured cost on stderr:\n{}", o.text));
+    // The rate is lowered to keep the reads within --max-cost 25 (the first tick runs at the
+    // asked rate before a read has been timed).
+    assert!(
+        cost <= 26.0,
+        "reads took {cost} % of a vCPU's time (bound 25 %)"
+    );
+    // What the guest actually lost: its vCPUs' pause (runstate offline, xentrace), stated
+    // bound 2 % of a vCPU's time.
+    let paused = notes
+        .split("the most paused vCPU lost ")
+        .nth(1)
+        .and_then(|r| r.split(" %").next())
+        .and_then(|x| x.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("the measured pause in the notes: {notes}"));
+    assert!(
+        paused <= 2.0,
+        "the domU's vCPUs were paused {paused} % of their time (bound 2 %)"
+    );
+}
+
+/// The JSON document in a probe's output (stderr lines are interleaved before it).
+fn json_part(text: &str) -> &str {
+    let start = text.find("\n{").map_or(0, |i| i + 1);
+    let start = if text.starts_with('{') { 0 } else { start };
+    let end = text.rfind('}').map_or(text.len(), |i| i + 1);
+    &text[start..end.max(start)]
+}
+
 /// The probes run in one boot, in order.
 fn probes() -> Vec<Probe> {
     vec![
@@ -290,6 +441,23 @@ fn probes() -> Vec<Probe> {
             name: "hvprof-vms",
             cmd: "hvprof vms",
             check: check_vms,
+        },
+        Probe {
+            name: "xen-vms",
+            cmd: "hvprof vms",
+            check: check_xen_vms,
+        },
+        Probe {
+            name: "xen-stat",
+            cmd: "hvprof stat --domain \"$DOMU_NAME\" -d 3 --format json",
+            check: check_xen_stat,
+        },
+        Probe {
+            name: "xen-record",
+            cmd: "hvprof record --domain \"$DOMU_NAME\" -d 40 -F 100 --max-cost 25 --format json \
+                  --guest-kallsyms \"$DOMU_ID=$DOMU_KALLSYMS\" \
+                  --guest-kallsyms \"$DOMU_ID=$DOMU_WORKLOAD\"",
+            check: check_xen_record,
         },
     ]
 }

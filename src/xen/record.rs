@@ -174,7 +174,7 @@ pub fn record_with(
     };
     if let (Some(x), Some(b), Some(d)) = (slowdown, base_rate, sampled_rate) {
         agg.note(format!(
-            "Measured slowdown of the sampled domains: their vCPUs ran {:.3} s of CPU per second while sampled against {:.3} s/s in the {:.1} s before (baseline): {:+.1} % (this includes hvprof's own CPU use in dom0; it reads as the guest's slowdown only when the guest is CPU-bound)",
+            "Measured slowdown of the sampled domains: their vCPUs ran {:.3} s of CPU per second while sampled against {:.3} s/s in the {:.1} s before (baseline), {:.1} % less (this includes the pCPU time hvprof itself takes in dom0, and the noise of other dom0 work; it reads as the guest's slowdown only when the guest is CPU-bound)",
             d,
             b,
             opts.baseline.as_secs_f64(),

@@ -95,7 +95,7 @@ impl SamplerReport {
     /// One paragraph for the user: what these samples are and what they cost.
     pub fn describe(&self) -> String {
         format!(
-            "Timer samples taken from dom0 (not PMU samples): every {:.1} ms hvprof read each running vCPU's registers with XEN_DOMCTL_getvcpucontext, which pauses that vCPU while Xen copies them. Measured cost: the reads took {:.2} % of the busiest vCPU's time (bound {:.1} %; rate asked {} Hz, used {:.0} Hz per vCPU).",
+            "Timer samples taken from dom0 (not PMU samples): every {:.1} ms hvprof read each running vCPU's registers with XEN_DOMCTL_getvcpucontext, which pauses that vCPU while Xen copies them. The reads took {:.2} % of the busiest vCPU's time, an upper bound of its pause (bound {:.1} %; rate asked {} Hz, used {:.0} Hz per vCPU).",
             if self.hz_used > 0.0 { 1000.0 / self.hz_used } else { 0.0 },
             self.cost * 100.0,
             self.max_cost * 100.0,
