@@ -368,7 +368,7 @@ fn check_xen_record(o: &ProbeOutput) {
     let cost = o
         .text
         .lines()
-        .find_map(|l| l.split("the reads took ").nth(1))
+        .find_map(|l| l.split("reads took ").nth(1))
         .and_then(|r| r.split(" %").next())
         .and_then(|x| x.trim().parse::<f64>().ok())
         .unwrap_or_else(|| panic!("the measured cost on stderr:\n{}", o.text));
