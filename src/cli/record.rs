@@ -36,6 +36,19 @@ pub struct SamplingArgs {
     pub mmap_pages: Option<usize>,
 }
 
+/// `hvprof record`'s Xen dom0 flags.
+#[derive(Args)]
+pub struct XenRecordArgs {
+    /// In a Xen dom0: sample this domain's vCPUs from dom0 (domid or name; repeat or
+    /// comma-separate). `-a` in dom0 samples every domain but dom0.
+    #[arg(long = "domain", value_delimiter = ',')]
+    pub domains: Vec<String>,
+    /// With --domain: the largest share of a vCPU's time its context reads may take, in
+    /// percent (the rate is lowered to keep it).
+    #[arg(long = "max-cost", value_name = "PERCENT", default_value_t = 2.0)]
+    pub max_cost: f64,
+}
+
 /// `hvprof record` arguments.
 #[derive(Args)]
 // --domain (Xen dom0) stands in for -p/-a.
@@ -58,14 +71,9 @@ pub struct RecordArgs {
     /// SIZE-byte stack copy per sample, default 8192), as `perf record --call-graph`.
     #[arg(long = "call-graph", value_name = "MODE")]
     pub call_graph: Option<String>,
-    /// In a Xen dom0: sample this domain's vCPUs from dom0 (domid or name; repeat or
-    /// comma-separate). `-a` in dom0 samples every domain but dom0.
-    #[arg(long = "domain", value_delimiter = ',')]
-    pub domains: Vec<String>,
-    /// With --domain: the largest share of a vCPU's time its context reads may take, in
-    /// percent (the rate is lowered to keep it).
-    #[arg(long = "max-cost", value_name = "PERCENT", default_value_t = 2.0)]
-    pub max_cost: f64,
+    /// Xen dom0 flags (boxed: they are rarely given).
+    #[command(flatten)]
+    pub xen: Box<XenRecordArgs>,
     /// Write a recording here instead of printing the report.
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
@@ -93,7 +101,7 @@ pub struct RecordArgs {
 /// Bad flags (event name, helper address, exclusive exclusions), a workload that cannot start,
 /// and every error of [`session::record`].
 pub fn run(a: RecordArgs) -> anyhow::Result<()> {
-    if !a.domains.is_empty()
+    if !a.xen.domains.is_empty()
         || (a.target.all_cpus && hvprof::xen::is_dom0(std::path::Path::new("/")))
     {
         return run_xen(&a);
@@ -219,13 +227,13 @@ fn run_xen(a: &RecordArgs) -> anyhow::Result<()> {
         .map(|(id, p)| (id.map(|d| d as u32), p))
         .collect();
     let opts = hvprof::xen::record::XenRecordOptions {
-        domains: a.domains.clone(),
+        domains: a.xen.domains.clone(),
         guest_kallsyms,
         sampler: hvprof::xen::vcpu_sampler::SamplerOptions {
             hz: a.sampling.freq.unwrap_or(100).min(u32::MAX as u64) as u32,
             duration: a.duration.map(Duration::from_secs_f64),
             stop: super::signal::token(),
-            max_cost: a.max_cost / 100.0,
+            max_cost: a.xen.max_cost / 100.0,
             ..Default::default()
         },
         ..Default::default()
