@@ -130,7 +130,15 @@ fn dwarf_stacks_join_the_vmm_vcpu_function_and_the_kvm_run_path() {
 
     // perf reads the callchains hvprof recorded.
     if let Ok(o) = Command::new("perf")
-        .args(["report", "-i", data, "--stdio", "--children", "--sort", "sym"])
+        .args([
+            "report",
+            "-i",
+            data,
+            "--stdio",
+            "--children",
+            "--sort",
+            "sym",
+        ])
         .output()
     {
         let text = String::from_utf8_lossy(&o.stdout);
@@ -153,7 +161,9 @@ fn dwarf_stacks_join_the_vmm_vcpu_function_and_the_kvm_run_path() {
         Ok(o) => {
             let text = String::from_utf8_lossy(&o.stdout);
             assert!(
-                o.status.success() && text.contains(VCPU_FN) && text.contains("kvm_arch_vcpu_ioctl_run"),
+                o.status.success()
+                    && text.contains(VCPU_FN)
+                    && text.contains("kvm_arch_vcpu_ioctl_run"),
                 "go tool pprof -traces: {}\n{text}",
                 String::from_utf8_lossy(&o.stderr)
             );
