@@ -456,10 +456,11 @@ fn synthesize_recording(path: &Path, n: u64) {
     let enc = Encoder::new(abi::HVPROF_SAMPLE_TYPE);
     let mut out = Vec::with_capacity(4 << 20);
     // The kernel's map, as hvprof record synthesizes it (no process: pids = []).
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").ok();
     hvprof::recording::synth::synthesize(
         Path::new("/proc"),
         Some(&[]),
-        true,
+        kallsyms.as_deref(),
         hvprof::recording::synth::SAMPLE_TYPE,
         &mut out,
     );

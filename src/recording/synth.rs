@@ -12,19 +12,19 @@ use hvprof_perf::CpuMode;
 use hvprof_symbols::{MapEntry, MapPath, ProcMaps};
 
 /// Appends the synthesized records of processes `pids` (every process under `proc_root`
-/// when `None`) and, when `kernel`, of the kernel's map (from `<proc_root>/kallsyms`) to `out`, with the trailer
+/// when `None`) and, given the text of `/proc/kallsyms`, of the kernel's map to `out`, with the trailer
 /// of `sample_type`. Processes that vanish meanwhile are skipped. Returns the number of
 /// processes described.
 pub fn synthesize(
     proc_root: &Path,
     pids: Option<&[i32]>,
-    kernel: bool,
+    kallsyms: Option<&str>,
     sample_type: u64,
     out: &mut Vec<u8>,
 ) -> usize {
     let enc = Encoder::new(sample_type);
-    if kernel {
-        kernel_map(&enc, proc_root, out);
+    if let Some(text) = kallsyms {
+        kernel_map(&enc, text, out);
     }
     let all: Vec<i32>;
     let pids = match pids {
@@ -48,10 +48,7 @@ pub fn synthesize(
 /// kernel text symbol, `pgoff` = `_text` (the relocation reference perf checks against
 /// kallsyms), read from `<proc_root>/kallsyms` itself (a symbol table keeps one name per
 /// address, and `_text` shares its address with others); nothing when addresses are hidden.
-fn kernel_map(enc: &Encoder, proc_root: &Path, out: &mut Vec<u8>) {
-    let Ok(text) = std::fs::read_to_string(proc_root.join("kallsyms")) else {
-        return;
-    };
+fn kernel_map(enc: &Encoder, text: &str, out: &mut Vec<u8>) {
     let (mut start, mut stext, mut end) = (None, None, 0u64);
     for l in text.lines() {
         let mut f = l.split_whitespace();

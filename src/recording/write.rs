@@ -25,6 +25,11 @@ pub struct Recorder {
     kernel_ips: FxHashSet<u64>,
     /// Decodes samples for their callchains' kernel frames (`-g`); None without callchains.
     callchains: Option<hvprof_perf::record::RecordDecoder>,
+    /// Hashes of the callchains already noted (most samples repeat a few hundred chains).
+    chains_seen: FxHashSet<u64>,
+    /// The text of `/proc/kallsyms` read when the recording started, if kept
+    /// ([`Recorder::keep_kallsyms`]): the kernel symbols kept at the end come from it.
+    kallsyms: Option<String>,
 }
 
 impl Recorder {
@@ -47,30 +52,47 @@ impl Recorder {
             path: path.to_path_buf(),
             samples: 0,
             kernel_ips: FxHashSet::default(),
+            chains_seen: FxHashSet::default(),
+            kallsyms: None,
             callchains: (attr.sample_type & hvprof_perf::abi::SAMPLE_CALLCHAIN != 0)
                 .then(|| hvprof_perf::record::RecordDecoder::from_attr(attr)),
         })
     }
 
-    /// `-g`: counts the drain's samples and notes the host kernel IPs of their leaves and
-    /// callchains (callers at `ip - 1`, where the attribution looks them up).
+    /// Keeps the text of `/proc/kallsyms` read at the start, so [`Recorder::finish`] does not
+    /// read the file again (formatting it costs the kernel tens of ms); None: read it then.
+    pub fn keep_kallsyms(&mut self, text: Option<String>) {
+        self.kallsyms = text;
+    }
+
+    /// `-g`: counts the drain's samples and notes the host kernel IPs of their callchains
+    /// (the first entry of a kernel chain is the sample's IP). A chain seen before costs one
+    /// hash of its entries.
     fn note_callchains(&mut self, d: &hvprof_perf::record::RecordDecoder, bytes: &[u8]) {
+        use std::hash::Hasher;
+
         use hvprof_perf::record::Record;
         use hvprof_perf::CpuMode;
         for r in d.records(bytes) {
             let Record::Sample(r) = r else { continue };
             self.samples += 1;
-            if r.sample.cpumode == CpuMode::Kernel {
-                self.kernel_ips.insert(r.sample.ip);
-            }
-            let Some(chain) = r.callchain else { continue };
-            for (mode, ip) in chain.frames(r.sample.cpumode) {
-                if self.kernel_ips.len() >= MAX_KERNEL_IPS {
-                    return;
+            let Some(chain) = r.callchain else {
+                if r.sample.cpumode == CpuMode::Kernel && self.kernel_ips.len() < MAX_KERNEL_IPS {
+                    self.kernel_ips.insert(r.sample.ip);
                 }
-                if mode == CpuMode::Kernel {
+                continue;
+            };
+            let mut h = rustc_hash::FxHasher::default();
+            chain.entries().for_each(|e| h.write_u64(e));
+            if self.chains_seen.len() >= MAX_KERNEL_IPS {
+                self.chains_seen.clear();
+            }
+            if !self.chains_seen.insert(h.finish()) {
+                continue;
+            }
+            for (mode, ip) in chain.frames(r.sample.cpumode) {
+                if mode == CpuMode::Kernel && self.kernel_ips.len() < MAX_KERNEL_IPS {
                     self.kernel_ips.insert(ip);
-                    self.kernel_ips.insert(ip.wrapping_sub(1));
                 }
             }
         }
@@ -163,8 +185,19 @@ impl Recorder {
         features.push((Feature::HVPROF, json));
         // What vanishes or changes with the host (a reboot, a module unloaded): the kernel
         // symbols the samples hit, so the report needs no /proc/kallsyms.
-        if let Ok(k) = Kallsyms::load(proc_root.join("kallsyms")) {
-            let text = k.extract(self.kernel_ips.iter().copied());
+        let kept = self.kallsyms.as_deref().map(Kallsyms::parse);
+        let k = match kept {
+            Some(k) => k.ok(),
+            None => Kallsyms::load(proc_root.join("kallsyms")).ok(),
+        };
+        if let Some(k) = k {
+            // Callers are looked up at `ip - 1` (a call at a function's end names it).
+            let callers = self.callchains.is_some();
+            let ips = self.kernel_ips.iter().flat_map(|&ip| {
+                let caller = callers.then(|| ip.wrapping_sub(1));
+                std::iter::once(ip).chain(caller)
+            });
+            let text = k.extract(ips);
             features.push((Feature::HVPROF_KSYMS, text.into_bytes()));
         }
         self.w.finish(features)?;

@@ -197,6 +197,7 @@ pub fn record_live(opts: &RecordOptions, mut live: Option<Live<'_>>) -> Result<R
     let mut sink = Sink {
         attributor,
         decoder,
+        pool: counters.readers.pool(),
         agg: Aggregator::new(Arc::clone(&machines)),
         writer,
         hung_up: HashSet::new(),
@@ -512,15 +513,19 @@ fn start_recording(
         Scope::Vms(_) => Some(pids.as_slice()),
         Scope::SystemWide => None,
     };
+    // Read once: the kernel's map now, the kernel symbols the samples hit at the end.
+    let kallsyms = std::fs::read_to_string(proc_root.join("kallsyms")).ok();
     let mut synthesized = Vec::new();
     synth::synthesize(
         &proc_root,
         scope,
-        true,
+        kallsyms.as_deref(),
         synth::SAMPLE_TYPE,
         &mut synthesized,
     );
-    Recorder::create(path, &attr, ids, &counter.event.name, &synthesized)
+    let mut r = Recorder::create(path, &attr, ids, &counter.event.name, &synthesized)?;
+    r.keep_kallsyms(kallsyms);
+    Ok(r)
 }
 
 /// The open counters of a session, their readers and the channel they feed.

@@ -23,6 +23,8 @@ pub(super) struct Sink {
     pub(super) attributor: Attributor,
     /// Decodes the rings' records (the counters' attr shapes them: `-g` adds callchains).
     pub(super) decoder: RecordDecoder,
+    /// Where each batch's buffer goes back to, for the readers to reuse.
+    pub(super) pool: crate::collect::BufferPool,
     pub(super) agg: Aggregator,
     pub(super) writer: Option<Recorder>,
     pub(super) hung_up: HashSet<Target>,
@@ -55,12 +57,6 @@ impl Sink {
     }
 
     pub(super) fn handle(&mut self, b: Batch) -> Result<()> {
-        // Losses belong to the ring's thread; a per-CPU ring's (tid -1) to no thread: the
-        // kernel stamps a LOST record with whatever task runs when it is written.
-        let owner_tid = |t: Target| match t {
-            Target::Thread(tid) => tid,
-            Target::Cpu(_) => -1,
-        };
         let (target, bytes) = match b {
             Batch::Records { target, bytes } => (target, bytes),
             Batch::Hangup { target } => {
@@ -72,9 +68,22 @@ impl Sink {
                 return Ok(());
             }
         };
+        let r = self.records(target, &bytes);
+        self.pool.give(bytes);
+        r
+    }
+
+    /// One batch of ring records: written to the recording, decoded and attributed.
+    fn records(&mut self, target: Target, bytes: &[u8]) -> Result<()> {
+        // Losses belong to the ring's thread; a per-CPU ring's (tid -1) to no thread: the
+        // kernel stamps a LOST record with whatever task runs when it is written.
+        let owner_tid = |t: Target| match t {
+            Target::Thread(tid) => tid,
+            Target::Cpu(_) => -1,
+        };
         let recording = self.writer.is_some();
         if let Some(w) = self.writer.as_mut() {
-            w.write(&bytes)?;
+            w.write(bytes)?;
         }
         // A recording is attributed at report time: its bytes need no decoding here, unless
         // active mode holds back the VM's guest-tagged samples.
@@ -82,7 +91,7 @@ impl Sink {
             return Ok(());
         }
         let decoder = self.decoder;
-        for r in decoder.records(&bytes) {
+        for r in decoder.records(bytes) {
             match r {
                 Record::Sample(rec) => {
                     let s = rec.sample;
