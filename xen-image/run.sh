@@ -106,7 +106,8 @@ RUN_DIR=$(mktemp -d "$OUT/runs/run.XXXXXX")
 case "$RUN_DIR$XEN$DOM0_KERNEL" in *[,\ ]*) gi_die "paths must not contain commas or spaces (QEMU -initrd): $RUN_DIR" ;; esac
 LOG=$OUT/logs/boot-$(date -u +%Y%m%dT%H%M%S)-$$.log
 # Keep the newest 30 boot logs (~20 KB each).
-ls -1t "$OUT"/logs/boot-*.log 2>/dev/null | tail -n +30 | xargs -r rm -f
+# (`|| true`: on the first run there is none, and under pipefail ls's exit 2 would end the run.)
+{ ls -1t "$OUT"/logs/boot-*.log 2>/dev/null || true; } | tail -n +30 | xargs -r rm -f
 ln -sfn "$(basename "$LOG")" "$OUT/logs/last.log"
 QPID=
 cleanup() {
