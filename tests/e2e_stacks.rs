@@ -8,7 +8,8 @@
 //! - `-g` (frame pointers) gets the same kernel path but cannot reach that VMM function —
 //!   which is what makes the DWARF result a test of the unwinder;
 //! - the recording renders the same stacks again (`hvprof report -i`), perf reads its
-//!   callchains, and `go tool pprof` reads the pprof of it.
+//!   callchains, and `go tool pprof` reads the pprof of it;
+//! - perf's own `--call-graph dwarf` recording gives hvprof the same joined stacks.
 //!
 //! Needs root and /dev/kvm (see tests/common/vm.rs); `go` is needed for the pprof part, which
 //! CI installs (golang-go).
@@ -146,6 +147,57 @@ fn dwarf_stacks_join_the_vmm_vcpu_function_and_the_kvm_run_path() {
             text.contains("kvm_arch_vcpu_ioctl_run"),
             "perf report shows the recorded kernel callchains:\n{text}"
         );
+    }
+
+    // perf's own `--call-graph dwarf` file (every user register dumped, perf's mask): hvprof
+    // unwinds its stack copies the same way.
+    let perf_data = dir.path().join("perf-dwarf.data");
+    let perf = Command::new("perf")
+        .args([
+            "record",
+            "-q",
+            "-e",
+            "cpu-clock:HG",
+            "--call-graph",
+            "dwarf",
+            "-p",
+        ])
+        .arg(&pid)
+        .arg("-o")
+        .arg(&perf_data)
+        .args(["--", "sleep", "1.5"])
+        .output();
+    match perf {
+        Ok(o) if o.status.success() => {
+            let pf = folded(
+                &hvprof(&[
+                    "report",
+                    "-i",
+                    perf_data.to_str().unwrap(),
+                    "--format",
+                    "folded",
+                ])
+                .stdout,
+            );
+            let host: u64 = pf
+                .iter()
+                .filter(|(s, _)| !s.contains(";guest-"))
+                .map(|(_, n)| n)
+                .sum();
+            let joined = vmm_and_kvm(&pf);
+            assert!(
+                joined * 2 > host,
+                "perf's dwarf file: {joined} of {host} host-side samples show {VCPU_FN} above {KVM_RUN}: {pf:#?}"
+            );
+        }
+        Ok(o) if std::env::var("CI").as_deref() == Ok("true") => panic!(
+            "perf record --call-graph dwarf failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("perf is not installed (linux-perf): {e}")
+        }
+        _ => eprintln!("skipping perf's own dwarf file: perf record did not run"),
     }
 
     // go tool pprof reads the pprof of the recording and shows the joined stack.
