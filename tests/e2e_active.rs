@@ -26,15 +26,7 @@ fn active_mode_names_guest_user_functions_of_a_real_linux_guest() {
     };
     let sock = guest.socket.clone();
 
-    let vms = run(
-        Command::new(HVPROF).args(["vms", "--format", "json"]),
-        "hvprof vms",
-    );
-    let vms: Vec<hvprof::discover::Vm> = serde_json::from_str(&vms).unwrap();
-    let vm = vms
-        .iter()
-        .find(|v| v.pid == guest.qemu_pid)
-        .expect("QEMU found by hvprof vms");
+    let vm = guest.discovered();
     assert_eq!(vm.accel, "tcg");
     assert_eq!(vm.vcpus.len(), 2, "vCPU threads CPU n/TCG: {vm:?}");
 

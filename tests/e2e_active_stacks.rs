@@ -51,15 +51,7 @@ fn guest_stacks_show_both_callers_of_the_hot_function_in_their_shares() {
     };
     let sock = guest.socket.clone();
 
-    let vms = run(
-        Command::new(HVPROF).args(["vms", "--format", "json"]),
-        "hvprof vms",
-    );
-    let vms: Vec<hvprof::discover::Vm> = serde_json::from_str(&vms).unwrap();
-    let vm = vms
-        .iter()
-        .find(|v| v.pid == guest.qemu_pid)
-        .expect("QEMU found by hvprof vms");
+    let vm = guest.discovered();
     // The folded VM frame is `NAME_(PID)`.
     let vm_frame = format!("_({})", vm.pid);
 

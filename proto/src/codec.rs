@@ -271,14 +271,7 @@ impl<E: Record, const MAX: usize> Wire<Vec<E>> for List<MAX> {
     }
     fn get(d: &mut Dec<'_>, field: &'static str) -> Result<Vec<E>, ProtoError> {
         let n = d.count(field, E::MIN_LEN)?;
-        if n > MAX {
-            return Err(ProtoError::FieldTooLong {
-                msg: d.msg,
-                field,
-                len: n,
-                max: MAX,
-            });
-        }
+        at_most(d, field, n, MAX)?;
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
             v.push(E::get(d)?);
@@ -303,14 +296,7 @@ impl<const MAX: usize> Wire<Vec<u64>> for Words<MAX> {
     }
     fn get(d: &mut Dec<'_>, field: &'static str) -> Result<Vec<u64>, ProtoError> {
         let n = d.count(field, 8)?;
-        if n > MAX {
-            return Err(ProtoError::FieldTooLong {
-                msg: d.msg,
-                field,
-                len: n,
-                max: MAX,
-            });
-        }
+        at_most(d, field, n, MAX)?;
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
             v.push(u64::from_le_bytes(d.arr(field)?));
@@ -329,4 +315,17 @@ pub fn truncate_str(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// `n` elements of `field` where at most `max` are allowed: [`ProtoError::FieldTooLong`] past it.
+fn at_most(d: &Dec<'_>, field: &'static str, n: usize, max: usize) -> Result<(), ProtoError> {
+    if n > max {
+        return Err(ProtoError::FieldTooLong {
+            msg: d.msg,
+            field,
+            len: n,
+            max,
+        });
+    }
+    Ok(())
 }

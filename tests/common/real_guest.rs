@@ -61,6 +61,21 @@ fn kv(text: &str, key: &str) -> String {
 }
 
 impl RealGuest {
+    /// The guest's QEMU as `hvprof vms --format json` finds it.
+    ///
+    /// # Panics
+    /// When hvprof vms fails or does not list it.
+    pub fn discovered(&self) -> hvprof::discover::Vm {
+        let vms = run(
+            Command::new(super::vm::HVPROF).args(["vms", "--format", "json"]),
+            "hvprof vms",
+        );
+        let vms: Vec<hvprof::discover::Vm> = serde_json::from_str(&vms).unwrap();
+        vms.into_iter()
+            .find(|v| v.pid == self.qemu_pid)
+            .expect("QEMU found by hvprof vms")
+    }
+
     /// Builds the static helper and the guest image (cached kernel: seconds when warm) and
     /// boots the guest for 60 s with `run_args` added to guest-image/run.sh's (e.g.
     /// `--workload-mode callers`). None when this machine cannot (not root, no QEMU) and the
