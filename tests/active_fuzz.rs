@@ -48,6 +48,19 @@ impl Rng {
     }
 }
 
+/// A random sample record (any IP, time, CPU, misc; pids and tids below 50).
+fn wire_sample(r: &mut Rng) -> WireSample {
+    WireSample {
+        ip: r.next(),
+        pid: r.below(50) as u32,
+        tid: r.below(50) as u32,
+        time: r.next(),
+        cpu: r.next() as u32,
+        misc: r.next() as u16,
+        period: r.next(),
+    }
+}
+
 fn random_message(r: &mut Rng) -> Message {
     let key = |r: &mut Rng| r.rbytes(24);
     match r.below(18) {
@@ -162,19 +175,7 @@ fn random_message(r: &mut Rng) -> Message {
                 .collect(),
         },
         10 => Message::SymtabEnd { file_key: key(r) },
-        11 => Message::Samples(
-            (0..r.below(30))
-                .map(|_| WireSample {
-                    ip: r.next(),
-                    pid: r.below(50) as u32,
-                    tid: r.below(50) as u32,
-                    time: r.next(),
-                    cpu: r.next() as u32,
-                    misc: r.next() as u16,
-                    period: r.next(),
-                })
-                .collect(),
-        ),
+        11 => Message::Samples((0..r.below(30)).map(|_| wire_sample(r)).collect()),
         12 => Message::Lost {
             cpu: r.next() as u32,
             kind: r.next() as u8,
@@ -195,15 +196,7 @@ fn random_message(r: &mut Rng) -> Message {
                 .map(|_| {
                     let n = r.below(MAX_CALLCHAIN as u64 + 1) as usize;
                     StackSample {
-                        sample: WireSample {
-                            ip: r.next(),
-                            pid: r.below(50) as u32,
-                            tid: r.below(50) as u32,
-                            time: r.next(),
-                            cpu: r.next() as u32,
-                            misc: r.next() as u16,
-                            period: r.next(),
-                        },
+                        sample: wire_sample(r),
                         kernel_frames: r.below(n as u64 + 1) as u16,
                         ips: (0..n).map(|_| r.next()).collect(),
                     }

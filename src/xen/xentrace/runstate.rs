@@ -127,34 +127,25 @@ pub fn summarize(bytes: &[u8]) -> TraceSummary {
             rs.changes += 1;
             state.insert(key, (new, tsc));
             let Some(cpu) = r.cpu else { continue };
+            // A vCPU's run on `cpu` from `start` ends at `tsc`: one timeline segment.
+            let segment = |(domid, vcpu, start): (u32, u32, u64)| Segment {
+                start,
+                end: tsc,
+                domid,
+                vcpu,
+            };
             if old == 0 {
-                if let Some(&(d, v, start)) = running.get(&cpu) {
-                    if (d, v) == key {
+                if let Some(&run) = running.get(&cpu) {
+                    if (run.0, run.1) == key {
                         running.remove(&cpu);
-                        out.timeline.push(
-                            cpu,
-                            Segment {
-                                start,
-                                end: tsc,
-                                domid: d,
-                                vcpu: v,
-                            },
-                        );
+                        out.timeline.push(cpu, segment(run));
                     }
                 }
             }
             if new == 0 {
                 rs.scheduled += 1;
-                if let Some((d, v, start)) = running.insert(cpu, (domid, vcpu, tsc)) {
-                    out.timeline.push(
-                        cpu,
-                        Segment {
-                            start,
-                            end: tsc,
-                            domid: d,
-                            vcpu: v,
-                        },
-                    );
+                if let Some(run) = running.insert(cpu, (domid, vcpu, tsc)) {
+                    out.timeline.push(cpu, segment(run));
                 }
             }
             continue;
